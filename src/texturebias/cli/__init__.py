@@ -1,0 +1,60 @@
+"""Command-line interface: ``texturebias <command> ...``.
+
+The CLI only parses arguments, calls one library function and prints or writes. Each command group lives
+in its own module here with a ``register(subparsers)`` function; :data:`COMMAND_MODULES` lists them.
+User errors (:class:`~texturebias.errors.TextureBiasError`) become one line on stderr and exit code 1;
+bad usage exits with 2 (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from texturebias import __version__
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "texturebias.cli.models",
+    "texturebias.cli.classify",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every registered sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="texturebias",
+        description="Measure, explain and reduce texture bias in image classifiers.",
+    )
+    parser.add_argument("--version", action="version", version=f"texturebias {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``texturebias`` console script; returns the exit code."""
+    from texturebias.errors import TextureBiasError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except TextureBiasError as exc:
+        print(f"texturebias {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `texturebias models | head`: stop quietly instead of a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Argument helpers shared by the commands, so every command spells common options the same way."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, default: str | None = "efficientnet_lite0",
+                        multiple: bool = False) -> None:
+    """``--model NAME`` (repeatable when ``multiple``) and ``--checkpoint PATH``."""
+    if multiple:
+        parser.add_argument("--model", action="append", metavar="NAME",
+                            help=f"registered model name, repeatable (default: {default}); see `texturebias models`")
+    else:
+        parser.add_argument("--model", default=default, metavar="NAME",
+                            help=f"registered model name (default: {default}); see `texturebias models`")
+    parser.add_argument("--checkpoint", type=Path, metavar="PATH",
+                        help="local weights file instead of the declared pretrained weights")
+
+
+def add_device_arguments(parser: argparse.ArgumentParser, *, precision: bool = False) -> None:
+    """``--device`` (auto/cpu/cuda[:i]) and optionally ``--precision`` (fp32/bf16/fp16)."""
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
+    if precision:
+        parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                            help="numeric precision (bf16: CPU AMX or GPU; fp16: GPU only)")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    """argparse type: a float in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a value in [0, 1], got {value}")
+    return value

@@ -1,0 +1,39 @@
+"""``texturebias models [PATTERN]``: the model zoo and its weights."""
+
+from __future__ import annotations
+
+import argparse
+
+from texturebias.models import get_model_entry, list_models
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list registered models and their weights",
+                       description="List registered models with their weights: source, license, input size, "
+                                   "and whether the file is already cached.")
+    p.add_argument("pattern", nargs="?", help="shell pattern or substring, e.g. 'bagnet*' or 'timm/vit*'")
+    p.add_argument("--verbose", "-v", action="store_true", help="also print URL, origin and published accuracy")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    names = list_models(args.pattern)
+    if not names:
+        print(f"no model matches {args.pattern!r}")
+        return 1
+    print(f"{'model':<28} {'family':<18} {'input':>5}  {'cached':<6}  {'license':<14}  source")
+    for name in names:
+        entry = get_model_entry(name)
+        w = entry.weights
+        if w is None:
+            print(f"{name:<28} {entry.family:<18} {'-':>5}  {'-':<6}  {'-':<14}  no pretrained weights (--checkpoint)")
+            continue
+        size = w.preprocessing.input_size if w.preprocessing else "-"
+        cached = "yes" if w.is_cached() else "no"
+        license_short = w.license.split(" ")[0].rstrip(";,")
+        print(f"{name:<28} {entry.family:<18} {size:>5}  {cached:<6}  {license_short:<14}  {w.source}")
+        if args.verbose:
+            print(f"{'':<28} weights {w.name}; {w.origin}")
+            if w.metrics:
+                print(f"{'':<28} published: " + ", ".join(f"{k} {v}" for k, v in w.metrics.items() if v is not None))
+    return 0

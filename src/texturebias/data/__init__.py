@@ -1,0 +1,1 @@
+"""Images, datasets, label spaces and downloadable data sets."""

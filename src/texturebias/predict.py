@@ -1,0 +1,82 @@
+"""Classify images with any registered model: top-k ImageNet classes with names and probabilities."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from texturebias.data.images import load_image
+from texturebias.data.imagenet import imagenet_categories
+from texturebias.models import create_model, get_model_entry
+from texturebias.preprocessing import ResizeMode, resolve_preprocessing
+from texturebias.utils.device import resolve_device
+from texturebias.utils.progress import progress
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Top-k prediction for one image."""
+
+    path: Path
+    indices: tuple[int, ...]
+    labels: tuple[str, ...]
+    probabilities: tuple[float, ...]
+
+
+def label_names(model_name: str, num_classes: int) -> list[str]:
+    """Class names for a model's outputs: ImageNet names for 1000-way models, else ``class_<i>``."""
+    entry = get_model_entry(model_name)
+    space = entry.weights.label_space if entry.weights is not None else "imagenet1k"
+    if num_classes == 1000 and space == "imagenet1k":
+        return list(imagenet_categories())
+    return [f"class_{i}" for i in range(num_classes)]
+
+
+@torch.inference_mode()
+def classify_images(
+    paths: Sequence[str | os.PathLike[str]],
+    model_name: str = "efficientnet_lite0",
+    *,
+    checkpoint: str | os.PathLike[str] | None = None,
+    top_k: int = 5,
+    batch_size: int = 16,
+    resize: ResizeMode = "always",
+    device: str = "auto",
+) -> list[Prediction]:
+    """Classify image files with a registered model (pretrained weights unless ``checkpoint`` is given).
+
+    Args:
+        paths: Image files.
+        model_name: Registry name.
+        checkpoint: Local weights instead of the declared pretrained ones.
+        top_k: Classes to return per image.
+        batch_size: Images per forward pass.
+        resize: Preprocessing resize mode (see :meth:`Preprocessing.eval_transform`).
+        device: "auto", "cpu", "cuda", ...
+
+    Returns:
+        One :class:`Prediction` per path, in order.
+    """
+    if top_k < 1:
+        raise ValueError("top_k must be >= 1")
+    dev = resolve_device(device)
+    model = create_model(model_name, pretrained=checkpoint is None, checkpoint=checkpoint).to(dev)
+    transform = resolve_preprocessing(model_name).eval_transform(resize)
+    files = [Path(p) for p in paths]
+    out: list[Prediction] = []
+    names: list[str] | None = None
+    for start in progress(range(0, len(files), batch_size), desc="classify", unit="batch"):
+        chunk = files[start : start + batch_size]
+        x = torch.stack([transform(load_image(p)) for p in chunk]).to(dev)
+        probs = model(x).float().softmax(dim=-1)
+        if names is None:
+            names = label_names(model_name, probs.shape[-1])
+        k = min(top_k, probs.shape[-1])
+        values, indices = probs.topk(k, dim=-1)
+        for p, v, i in zip(chunk, values.tolist(), indices.tolist(), strict=True):
+            out.append(Prediction(p, tuple(i), tuple(names[j] for j in i), tuple(v)))
+    return out

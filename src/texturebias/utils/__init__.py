@@ -1,0 +1,1 @@
+"""Shared helpers: progress and logging, seeding, atomic file writes, distributed setup."""
