@@ -1,0 +1,304 @@
+"""Shape bias and human-comparison metrics on trial tables (REFERENCE §3).
+
+All functions take trial tables as returned by :func:`texturebias.evaluate.trials.read_trials` (columns
+``subj, session, trial, rt, object_response, category, condition, imagename``).
+
+API:
+
+- :func:`shape_bias` → :class:`ShapeBias` (ratio, counts, per-category values) — Geirhos et al., ICLR 2019:
+  shape hits / (shape hits + texture hits) over cue-conflict trials whose shape ≠ texture; any other
+  response (another class, ``na``) is ignored; several subjects are pooled before the ratio.
+- :func:`bootstrap_shape_bias` → (low, high) percentile CI, resampling *images* (all trials of an image move
+  together, so pooled humans are handled correctly); deterministic for a seed.
+- :func:`accuracy` (16-class; cue conflict counts the shape class as correct), :func:`is_correct`.
+- Geirhos et al., NeurIPS 2020/2021 — :func:`observed_consistency`, :func:`expected_consistency`,
+  :func:`cohens_kappa` on two boolean "correct" vectors; :func:`pair_trials` aligns two decision makers by
+  image; :func:`consistency_table` gives per (subject, condition) n, accuracies, c_obs, c_exp, κ and
+  squared accuracy difference of a model against every human; :func:`average_consistency` averages as the
+  benchmark does (over conditions, then subjects); :func:`human_human_consistency` is the baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from texturebias.errors import DataError
+from texturebias.evaluate.mapping import CATEGORIES
+from texturebias.evaluate.trials import canonical_condition, image_key, is_human, texture_category
+from texturebias.utils.seed import rng_for
+
+
+@dataclass(frozen=True)
+class ShapeBias:
+    """Shape-bias result of one decision maker (or pooled group).
+
+    Attributes:
+        shape_bias: shape / (shape + texture); NaN when there is no shape or texture decision.
+        n_shape: Conflict trials answered with the shape class.
+        n_texture: Conflict trials answered with the texture class.
+        n_other: Conflict trials answered otherwise (another class or ``na``).
+        n_excluded: Trials whose shape equals the texture (not cue conflict), left out.
+        per_category: shape category → shape bias within it (NaN when undefined).
+    """
+
+    shape_bias: float
+    n_shape: int
+    n_texture: int
+    n_other: int
+    n_excluded: int = 0
+    per_category: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_conflict(self) -> int:
+        return self.n_shape + self.n_texture + self.n_other
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-friendly dict (NaN → None)."""
+        return {
+            "shape_bias": _json_float(self.shape_bias),
+            "n_shape": self.n_shape,
+            "n_texture": self.n_texture,
+            "n_other": self.n_other,
+            "per_category": {k: _json_float(v) for k, v in self.per_category.items()},
+        }
+
+
+def _json_float(x: float) -> float | None:
+    return None if x is None or math.isnan(x) else float(x)
+
+
+def _ratio(shape: int, texture: int) -> float:
+    return shape / (shape + texture) if shape + texture else math.nan
+
+
+def cue_conflict_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """Add ``texture`` (from the stimulus name) and ``decision`` ("shape"/"texture"/"other"); drop shape = texture trials."""
+    df = trials.assign(texture=[texture_category(n) for n in trials["imagename"]])
+    df = df[df["texture"] != df["category"]]
+    decision = np.where(
+        df["object_response"] == df["category"],
+        "shape",
+        np.where(df["object_response"] == df["texture"], "texture", "other"),
+    )
+    return df.assign(decision=decision)
+
+
+def shape_bias(trials: pd.DataFrame, categories: Sequence[str] = CATEGORIES) -> ShapeBias:
+    """Shape bias of the (pooled) trials — Geirhos et al., ICLR 2019, Fig. 4.
+
+    Args:
+        trials: Cue-conflict trials of one decision maker, or of several to pool (humans).
+        categories: Shape categories reported in ``per_category`` (in this order).
+
+    Raises:
+        DataError: no trials at all.
+    """
+    if len(trials) == 0:
+        raise DataError("no trials to compute a shape bias from")
+    df = cue_conflict_table(trials)
+    counts = df["decision"].value_counts()
+    n_shape, n_texture = int(counts.get("shape", 0)), int(counts.get("texture", 0))
+    per = df.groupby(["category", "decision"]).size().unstack(fill_value=0)
+    per_category = {}
+    for cat in categories:
+        s = int(per.at[cat, "shape"]) if cat in per.index and "shape" in per.columns else 0
+        t = int(per.at[cat, "texture"]) if cat in per.index and "texture" in per.columns else 0
+        per_category[cat] = _ratio(s, t)
+    return ShapeBias(
+        shape_bias=_ratio(n_shape, n_texture),
+        n_shape=n_shape,
+        n_texture=n_texture,
+        n_other=int(counts.get("other", 0)),
+        n_excluded=len(trials) - len(df),
+        per_category=per_category,
+    )
+
+
+def bootstrap_shape_bias(
+    trials: pd.DataFrame, *, n_boot: int = 10_000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the shape bias over images.
+
+    Images (stimulus names) are resampled with replacement; all trials of a drawn image count (for pooled
+    humans every subject's response to it). Deterministic for a given seed.
+
+    Returns:
+        (low, high); NaN when undefined.
+    """
+    df = cue_conflict_table(trials)
+    if df.empty:
+        return math.nan, math.nan
+    keys = [image_key(c, n) for c, n in zip(df["condition"], df["imagename"], strict=True)]
+    per_image = (
+        pd.DataFrame({"key": keys, "shape": df["decision"] == "shape", "texture": df["decision"] == "texture"})
+        .groupby("key", sort=True)[["shape", "texture"]]
+        .sum()
+    )
+    s = per_image["shape"].to_numpy(float)
+    t = per_image["texture"].to_numpy(float)
+    rng = rng_for("bootstrap_shape_bias", seed)
+    n = len(s)
+    stats = np.empty(n_boot)
+    # Chunked multinomial counts: memory stays small, results do not depend on the chunk size.
+    for start in range(0, n_boot, 1000):
+        m = min(1000, n_boot - start)
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=m)
+        shape_hits, texture_hits = counts @ s, counts @ t
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stats[start : start + m] = shape_hits / (shape_hits + texture_hits)
+    stats = stats[~np.isnan(stats)]
+    if stats.size == 0:
+        return math.nan, math.nan
+    alpha = (1.0 - confidence) / 2
+    low, high = np.quantile(stats, [alpha, 1 - alpha])
+    return float(low), float(high)
+
+
+def is_correct(trials: pd.DataFrame) -> np.ndarray:
+    """Boolean per trial: response equals the true (shape) category (``na`` counts as wrong)."""
+    return (trials["object_response"] == trials["category"]).to_numpy()
+
+
+def accuracy(trials: pd.DataFrame) -> float:
+    """16-class accuracy (fraction of trials answered with ``category``); NaN for no trials."""
+    return float(is_correct(trials).mean()) if len(trials) else math.nan
+
+
+def observed_consistency(correct_a: Iterable[bool], correct_b: Iterable[bool]) -> float:
+    """Fraction of paired trials where both are right or both are wrong."""
+    a, b = np.asarray(list(correct_a), bool), np.asarray(list(correct_b), bool)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError("need two non-empty vectors of equal length")
+    return float((a == b).mean())
+
+
+def expected_consistency(p_a: float, p_b: float) -> float:
+    """Consistency of two independent observers with accuracies ``p_a``, ``p_b``: p_a·p_b + (1−p_a)(1−p_b)."""
+    return p_a * p_b + (1 - p_a) * (1 - p_b)
+
+
+def cohens_kappa(correct_a: Iterable[bool], correct_b: Iterable[bool]) -> float:
+    """Error consistency: Cohen's κ = (c_obs − c_exp) / (1 − c_exp) on paired correctness vectors.
+
+    Geirhos, Meding & Wichmann, NeurIPS 2020. When c_exp = 1 (both always right or always wrong) the
+    observers agree perfectly and κ is defined as 1, as in model-vs-human.
+    """
+    a, b = np.asarray(list(correct_a), bool), np.asarray(list(correct_b), bool)
+    c_obs = observed_consistency(a, b)
+    c_exp = expected_consistency(float(a.mean()), float(b.mean()))
+    if c_obs == 1.0 or c_exp == 1.0:
+        return 1.0
+    return (c_obs - c_exp) / (1.0 - c_exp)
+
+
+def pair_trials(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Align two decision makers' trials on the same images (condition + stimulus name).
+
+    Returns:
+        Columns ``key, condition, correct_a, correct_b``, one row per image both saw, sorted by key.
+
+    Raises:
+        DataError: one side has the same image twice (pairing would be ambiguous).
+    """
+    frames = []
+    for side, df in (("a", a), ("b", b)):
+        keys = [image_key(c, n) for c, n in zip(df["condition"], df["imagename"], strict=True)]
+        f = pd.DataFrame(
+            {
+                "key": keys,
+                "condition": [canonical_condition(c) for c in df["condition"]],
+                f"correct_{side}": is_correct(df),
+            }
+        )
+        dup = f["key"].duplicated()
+        if dup.any():
+            raise DataError(f"image {f['key'][dup].iloc[0]!r} appears twice for {df['subj'].iloc[0]!r}")
+        frames.append(f)
+    return frames[0].merge(frames[1].drop(columns="condition"), on="key").sort_values("key", ignore_index=True)
+
+
+def consistency_table(
+    model_trials: pd.DataFrame,
+    human_trials: pd.DataFrame,
+    *,
+    excluded_conditions: Iterable[object] = (),
+) -> pd.DataFrame:
+    """Model vs. each human subject, per condition, on the images both saw.
+
+    Args:
+        model_trials: One decision maker's trials on a dataset.
+        human_trials: The human trials of the same dataset (all subjects).
+        excluded_conditions: Conditions left out (compared via :func:`canonical_condition`).
+
+    Returns:
+        One row per (subject, condition): ``subj, condition, n, acc_model, acc_human, observed, expected,
+        kappa, accuracy_difference`` (the last = (acc_model − acc_human)²).
+    """
+    excluded = {canonical_condition(c) for c in excluded_conditions}
+    rows = []
+    for subj, human in human_trials.groupby("subj", sort=True):
+        paired = pair_trials(model_trials, human)
+        paired = paired[~paired["condition"].isin(excluded)]
+        for cond, g in paired.groupby("condition", sort=True):
+            acc_m, acc_h = float(g["correct_a"].mean()), float(g["correct_b"].mean())
+            rows.append(
+                {
+                    "subj": subj,
+                    "condition": cond,
+                    "n": len(g),
+                    "acc_model": acc_m,
+                    "acc_human": acc_h,
+                    "observed": observed_consistency(g["correct_a"], g["correct_b"]),
+                    "expected": expected_consistency(acc_m, acc_h),
+                    "kappa": cohens_kappa(g["correct_a"], g["correct_b"]),
+                    "accuracy_difference": (acc_m - acc_h) ** 2,
+                }
+            )
+    if not rows:
+        raise DataError("model and human trials share no images (check the imagename column)")
+    return pd.DataFrame(rows)
+
+
+def average_consistency(table: pd.DataFrame) -> dict[str, float]:
+    """Benchmark averaging of a :func:`consistency_table`: mean over conditions, then over subjects.
+
+    Returns:
+        ``{"observed_consistency", "error_consistency", "accuracy_difference", "n_subjects"}``.
+    """
+    per_subject = table.groupby("subj")[["observed", "kappa", "accuracy_difference"]].mean()
+    return {
+        "observed_consistency": float(per_subject["observed"].mean()),
+        "error_consistency": float(per_subject["kappa"].mean()),
+        "accuracy_difference": float(per_subject["accuracy_difference"].mean()),
+        "n_subjects": int(len(per_subject)),
+    }
+
+
+def human_human_consistency(
+    human_trials: pd.DataFrame, *, excluded_conditions: Iterable[object] = ()
+) -> dict[str, float]:
+    """The human baseline: every pair of subjects, averaged over conditions, then over pairs."""
+    subjects = sorted(s for s in set(human_trials["subj"]) if is_human(s)) or sorted(set(human_trials["subj"]))
+    pairs = []
+    for i, s1 in enumerate(subjects):
+        for s2 in subjects[i + 1 :]:
+            t = consistency_table(
+                human_trials[human_trials["subj"] == s1],
+                human_trials[human_trials["subj"] == s2],
+                excluded_conditions=excluded_conditions,
+            )
+            pairs.append(t[["observed", "kappa", "accuracy_difference"]].mean())
+    if not pairs:
+        raise DataError("need at least two human subjects for a human-human baseline")
+    mean = pd.DataFrame(pairs).mean()
+    return {
+        "observed_consistency": float(mean["observed"]),
+        "error_consistency": float(mean["kappa"]),
+        "accuracy_difference": float(mean["accuracy_difference"]),
+        "n_pairs": len(pairs),
+    }

@@ -1,0 +1,184 @@
+"""THE reader and writer of trial CSVs in the human-data schema of texture-vs-shape / model-vs-human.
+
+Schema (REFERENCE §3), one row per trial::
+
+    subj,session,trial,rt,object_response,category,condition,imagename
+
+``subj`` is ``subject-01``… for humans or a model name; ``rt`` seconds or NaN; ``object_response`` one of the
+16 categories or ``na`` (no response); ``category`` the true (shape) class; ``condition`` a distortion level
+or ``0``; ``imagename`` ends with the stimulus file name, e.g. ``0001_s5n_s01_0_bird_00_bird3-bird2.png``.
+Humans and models share the schema, so every analysis treats them alike.
+
+API:
+
+- :func:`read_trials` (file, folder or several of them → one ``pandas.DataFrame`` with exactly
+  :data:`TRIAL_COLUMNS`; headers case-insensitive — the parametric model-vs-human sets spell ``Session``;
+  ``condition`` and ``object_response`` kept as lower-case *strings*, ``rt`` float with NaN).
+- :func:`write_trials` (atomic; ``rt`` NaN written as ``NaN`` like the human files).
+- :func:`stimulus_name` (file name shown, with the ``0001_s5n_s01_0_bird_00_`` prefix stripped),
+  :func:`texture_category` (cue-conflict texture class from the stimulus name), :func:`canonical_condition`
+  (``"0.60"`` and ``"0.6"`` compare equal), :func:`image_key` (condition + stimulus: pairs a model's and a
+  human's trial on the same image), :func:`model_imagename` (a model row's imagename in the human pattern),
+  :func:`is_human`, :func:`decision_makers`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from texturebias.errors import DataError
+from texturebias.utils.io import atomic_open
+
+TRIAL_COLUMNS: tuple[str, ...] = (
+    "subj", "session", "trial", "rt", "object_response", "category", "condition", "imagename",
+)  # fmt: skip
+NO_RESPONSE = "na"
+
+# trial number, experiment code, subject code (s01.. for humans, dnn for models), condition, category,
+# a two-digit field, then the stimulus file name (which may itself contain underscores: n03662601_12531.png).
+_PREFIX = re.compile(r"^\d+_[A-Za-z0-9]+_(?:s\d+|dnn)_[^_]+_[^_]+_\d+_(?P<stimulus>.+)$")
+_TRAILING_DIGITS = re.compile(r"\d+$")
+_HUMAN = re.compile(r"^subject-\d+$", re.IGNORECASE)
+
+
+def _csv_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() == ".csv" and not p.name.startswith("."))
+        if not files:
+            raise DataError(f"{path}: folder contains no .csv trial files")
+        return files
+    if path.is_file():
+        return [path]
+    raise DataError(f"trial file or folder not found: {path}")
+
+
+def _read_one(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{path}: not a readable trial CSV ({str(exc).splitlines()[0]})") from None
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    missing = [c for c in TRIAL_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (expected {','.join(TRIAL_COLUMNS)})")
+    df = df[list(TRIAL_COLUMNS)].copy()
+    for col in ("subj", "object_response", "category", "condition", "imagename"):
+        df[col] = df[col].str.strip()
+    for col in ("object_response", "category", "condition"):
+        df[col] = df[col].str.lower()
+    # Responses left empty / "nan" in some exports mean "no response", like the humans' "na".
+    df.loc[df["object_response"].isin(["", "nan", "none"]), "object_response"] = NO_RESPONSE
+    rt = pd.to_numeric(df["rt"].replace({"": "nan", "na": "nan", "NA": "nan"}), errors="coerce")
+    bad_rt = rt.isna() & ~df["rt"].str.lower().isin(["", "na", "nan"])
+    if bad_rt.any():
+        row = int(np.flatnonzero(bad_rt.to_numpy())[0])
+        raise DataError(f"{path}: row {row + 2}: rt {df['rt'].iloc[row]!r} is not a number")
+    df["rt"] = rt.astype(float)
+    for col in ("session", "trial"):
+        num = pd.to_numeric(df[col], errors="coerce")
+        if num.isna().any():
+            row = int(np.flatnonzero(num.isna().to_numpy())[0])
+            raise DataError(f"{path}: row {row + 2}: {col} {df[col].iloc[row]!r} is not an integer")
+        df[col] = num.astype(int)
+    if (df["imagename"] == "").any() or (df["category"] == "").any():
+        raise DataError(f"{path}: some rows have an empty category or imagename")
+    return df
+
+
+def read_trials(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
+    """Read one or more trial CSVs (files, or folders searched recursively for ``*.csv``) into one table.
+
+    Args:
+        paths: A path or several.
+
+    Returns:
+        DataFrame with exactly :data:`TRIAL_COLUMNS`, rows in file order (files sorted within folders).
+        ``session``/``trial`` int, ``rt`` float (NaN where missing), all other columns str; ``object_response``,
+        ``category`` and ``condition`` lower-cased.
+
+    Raises:
+        DataError: missing file/folder, unreadable CSV, missing columns, non-numeric rt/session/trial.
+    """
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not items:
+        raise DataError("no trial files given")
+    files = [f for item in items for f in _csv_files(Path(item))]
+    frames = [_read_one(f) for f in files]
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def write_trials(path: str | os.PathLike[str], trials: pd.DataFrame) -> Path:
+    """Write trials in the human schema atomically (column order of :data:`TRIAL_COLUMNS`, ``rt`` NaN as ``NaN``)."""
+    missing = [c for c in TRIAL_COLUMNS if c not in trials.columns]
+    if missing:
+        raise ValueError(f"trials lack column(s) {missing}")
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        trials[list(TRIAL_COLUMNS)].to_csv(fh, index=False, na_rep="NaN", lineterminator="\n")
+    return Path(path)
+
+
+def stimulus_name(imagename: str) -> str:
+    """The stimulus file name inside an ``imagename`` (``0001_s5n_s01_0_bird_00_bird3-bird2.png`` → ``bird3-bird2.png``).
+
+    Names without the experiment prefix (a plain file name or relative path) give their base name.
+    """
+    base = imagename.replace("\\", "/").rsplit("/", 1)[-1]
+    m = _PREFIX.match(base)
+    return m.group("stimulus") if m else base
+
+
+def texture_category(imagename: str) -> str:
+    """Texture class of a cue-conflict stimulus: the part after the last ``-``, digits and extension stripped.
+
+    ``bird3-clock2.png`` → ``clock``. For a stimulus without ``-`` (edges, silhouettes) this is the shape class.
+    """
+    stem = stimulus_name(imagename).rsplit(".", 1)[0]
+    return _TRAILING_DIGITS.sub("", stem.rsplit("-", 1)[-1]).lower()
+
+
+def canonical_condition(condition: object) -> str:
+    """A condition label that compares equal across spellings: ``"0.60"``/``"0.6"``/``0.6`` → ``"0.6"``, ``"True"`` → ``"true"``."""
+    text = str(condition).strip().lower()
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return repr(int(value)) if value.is_integer() else repr(value)
+
+
+def image_key(condition: object, imagename: str) -> str:
+    """Identity of the image shown in a trial (condition + stimulus name), to pair a model's trial with a human's."""
+    return f"{canonical_condition(condition)}|{stimulus_name(imagename)}"
+
+
+def model_imagename(trial: int, code: str, condition: object, category: str, stimulus: str) -> str:
+    """An ``imagename`` for a model's trial in the human pattern (``0001_s5n_dnn_0_bird_00_bird3-bird2.png``)."""
+    return f"{trial:04d}_{code}_dnn_{condition}_{category}_00_{stimulus}"
+
+
+def is_human(subj: str) -> bool:
+    """Whether a ``subj`` value names a human observer (``subject-01`` …)."""
+    return bool(_HUMAN.match(str(subj)))
+
+
+def decision_makers(trials: pd.DataFrame) -> list[str]:
+    """The distinct ``subj`` values in first-appearance order."""
+    return list(dict.fromkeys(trials["subj"]))
+
+
+def check_categories(trials: pd.DataFrame, categories: Sequence[str], *, what: str = "trials") -> None:
+    """Raise :class:`DataError` when a response or category is neither one of ``categories`` nor ``na``."""
+    allowed = set(categories) | {NO_RESPONSE}
+    for col in ("object_response", "category"):
+        bad = sorted(set(trials[col]) - allowed)
+        if bad:
+            raise DataError(f"{what}: unknown {col} value(s) {bad[:5]}")
