@@ -77,7 +77,10 @@ def _ratio(shape: int, texture: int) -> float:
 
 
 def cue_conflict_table(trials: pd.DataFrame) -> pd.DataFrame:
-    """Add ``texture`` (from the stimulus name) and ``decision`` ("shape"/"texture"/"other"); drop shape = texture trials."""
+    """Cue-conflict trials only (shape ≠ texture), with ``texture`` and ``decision`` columns added.
+
+    ``texture`` comes from the stimulus name; ``decision`` is "shape", "texture" or "other".
+    """
     df = trials.assign(texture=[texture_category(n) for n in trials["imagename"]])
     df = df[df["texture"] != df["category"]]
     decision = np.where(

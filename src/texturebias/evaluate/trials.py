@@ -125,9 +125,10 @@ def write_trials(path: str | os.PathLike[str], trials: pd.DataFrame) -> Path:
 
 
 def stimulus_name(imagename: str) -> str:
-    """The stimulus file name inside an ``imagename`` (``0001_s5n_s01_0_bird_00_bird3-bird2.png`` → ``bird3-bird2.png``).
+    """The stimulus file name inside an ``imagename``.
 
-    Names without the experiment prefix (a plain file name or relative path) give their base name.
+    ``0001_s5n_s01_0_bird_00_bird3-bird2.png`` → ``bird3-bird2.png``. Names without the experiment prefix (a plain file
+    name or relative path) give their base name.
     """
     base = imagename.replace("\\", "/").rsplit("/", 1)[-1]
     m = _PREFIX.match(base)
@@ -144,7 +145,10 @@ def texture_category(imagename: str) -> str:
 
 
 def canonical_condition(condition: object) -> str:
-    """A condition label that compares equal across spellings: ``"0.60"``/``"0.6"``/``0.6`` → ``"0.6"``, ``"True"`` → ``"true"``."""
+    """A condition label that compares equal across spellings.
+
+    ``"0.60"``, ``"0.6"`` and ``0.6`` → ``"0.6"``; ``"0.00"`` → ``"0"``; ``"True"`` → ``"true"``.
+    """
     text = str(condition).strip().lower()
     try:
         value = float(text)
