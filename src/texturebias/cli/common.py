@@ -6,25 +6,39 @@ import argparse
 from pathlib import Path
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, *, default: str | None = "efficientnet_lite0",
-                        multiple: bool = False) -> None:
+def add_model_arguments(
+    parser: argparse.ArgumentParser, *, default: str | None = "efficientnet_lite0", multiple: bool = False
+) -> None:
     """``--model NAME`` (repeatable when ``multiple``) and ``--checkpoint PATH``."""
     if multiple:
-        parser.add_argument("--model", action="append", metavar="NAME",
-                            help=f"registered model name, repeatable (default: {default}); see `texturebias models`")
+        parser.add_argument(
+            "--model",
+            action="append",
+            metavar="NAME",
+            help=f"registered model name, repeatable (default: {default}); see `texturebias models`",
+        )
     else:
-        parser.add_argument("--model", default=default, metavar="NAME",
-                            help=f"registered model name (default: {default}); see `texturebias models`")
-    parser.add_argument("--checkpoint", type=Path, metavar="PATH",
-                        help="local weights file instead of the declared pretrained weights")
+        parser.add_argument(
+            "--model",
+            default=default,
+            metavar="NAME",
+            help=f"registered model name (default: {default}); see `texturebias models`",
+        )
+    parser.add_argument(
+        "--checkpoint", type=Path, metavar="PATH", help="local weights file instead of the declared pretrained weights"
+    )
 
 
 def add_device_arguments(parser: argparse.ArgumentParser, *, precision: bool = False) -> None:
     """``--device`` (auto/cpu/cuda[:i]) and optionally ``--precision`` (fp32/bf16/fp16)."""
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
     if precision:
-        parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                            help="numeric precision (bf16: CPU AMX or GPU; fp16: GPU only)")
+        parser.add_argument(
+            "--precision",
+            choices=("fp32", "bf16", "fp16"),
+            default="fp32",
+            help="numeric precision (bf16: CPU AMX or GPU; fp16: GPU only)",
+        )
 
 
 def positive_int(text: str) -> int:

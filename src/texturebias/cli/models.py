@@ -8,9 +8,12 @@ from texturebias.models import get_model_entry, list_models
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list registered models and their weights",
-                       description="List registered models with their weights: source, license, input size, "
-                                   "and whether the file is already cached.")
+    p = sub.add_parser(
+        "models",
+        help="list registered models and their weights",
+        description="List registered models with their weights: source, license, input size, "
+        "and whether the file is already cached.",
+    )
     p.add_argument("pattern", nargs="?", help="shell pattern or substring, e.g. 'bagnet*' or 'timm/vit*'")
     p.add_argument("--verbose", "-v", action="store_true", help="also print URL, origin and published accuracy")
     p.set_defaults(func=run)

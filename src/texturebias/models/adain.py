@@ -17,7 +17,28 @@ from texturebias.models.weights import WeightRecord, register_weights
 # Indices (in the full Sequential) of the ReLU outputs used by AdaIN and the VGG layer names.
 RELU_INDICES: dict[str, int] = {"relu1_1": 3, "relu2_1": 10, "relu3_1": 17, "relu4_1": 30}
 
-_VGG_CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512]
+_VGG_CFG: list[int | str] = [
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    512,
+]
 
 VGG_NORMALISED = register_weights(
     WeightRecord(

@@ -16,7 +16,9 @@ from texturebias.models.weights import WeightRecord
 from texturebias.preprocessing import Preprocessing
 
 _BASE = "https://bitbucket.org/robert_geirhos/texture-vs-shape-pretrained-models/raw/"
-_ORIGIN = "Geirhos et al., ImageNet-trained CNNs are biased towards texture (ICLR 2019); github.com/rgeirhos/texture-vs-shape"
+_ORIGIN = (
+    "Geirhos et al., ImageNet-trained CNNs are biased towards texture (ICLR 2019); github.com/rgeirhos/texture-vs-shape"
+)
 _LICENSE = "see github.com/rgeirhos/texture-vs-shape (research use); ImageNet terms of access apply"
 
 

@@ -14,10 +14,12 @@ import hashlib
 import importlib.util
 import os
 import pickle
+import re
 import shutil
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,10 +269,16 @@ def load_checkpoint(path: str | os.PathLike[str], *, key_filter: KeyFilter | Non
     try:
         obj = torch.load(p, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{p}: refused — not a weights-only checkpoint (it would run arbitrary code to load): "
-            f"{str(exc).splitlines()[0]}"
-        ) from None
+        detail = str(exc)
+        # A torch archive (zip) or a raw pickle that the safe unpickler rejects holds more than tensors;
+        # anything else is simply not a checkpoint.
+        if "Unsupported global" in detail or zipfile.is_zipfile(p) or p.read_bytes()[:1] == b"\x80":
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", detail)
+            raise CheckpointError(
+                f"{p}: refused — not a weights-only checkpoint (loading it would run arbitrary code: "
+                f"{found.group(1) if found else 'pickled objects besides tensors'})"
+            ) from None
+        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint (corrupt or not a torch file)") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
     try:

@@ -51,9 +51,7 @@ def write_json(path: str | os.PathLike[str], obj: Any, *, indent: int = 2) -> Pa
     return Path(path)
 
 
-def write_csv(
-    path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]], fieldnames: Sequence[str]
-) -> Path:
+def write_csv(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]], fieldnames: Sequence[str]) -> Path:
     """Write dict rows as CSV atomically."""
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(fieldnames))
