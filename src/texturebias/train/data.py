@@ -1,0 +1,170 @@
+"""Training data: ImageFolder roots concatenated under one label space, with reproducible augmentation.
+
+Images are read with the package's one loader (:func:`~texturebias.data.images.load_image`) and folders
+are indexed with :func:`~texturebias.data.images.index_image_folder`. The random augmentation of sample
+``i`` in epoch ``e`` is seeded from ``(seed, e, i)`` alone, so it does not depend on the number of
+processes, data-loader workers, or on whether the run was interrupted and resumed: this is what makes a
+2-process run match a 1-process run and a resumed run match an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Sampler
+from torchvision.transforms import v2 as T
+
+from texturebias.data.images import index_image_folder, load_image
+from texturebias.errors import DataError
+from texturebias.preprocessing import Preprocessing
+from texturebias.utils.seed import stable_hash
+
+
+@dataclass(frozen=True)
+class LabeledImages:
+    """Image files with integer labels in one label space.
+
+    Attributes:
+        classes: Class names; label ``i`` is ``classes[i]``.
+        samples: ``(path, label)`` pairs, root after root, each root in sorted order.
+        roots: The ImageFolder roots, in order.
+        counts: Number of images taken from each root.
+    """
+
+    classes: tuple[str, ...]
+    samples: tuple[tuple[Path, int], ...]
+    roots: tuple[Path, ...]
+    counts: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+def _class_difference(a: Sequence[str], b: Sequence[str]) -> str:
+    only_a = sorted(set(a) - set(b))
+    only_b = sorted(set(b) - set(a))
+
+    def head(items: list[str]) -> str:
+        return ", ".join(items[:5]) + (f" ... (+{len(items) - 5} more)" if len(items) > 5 else "") if items else "-"
+
+    return f"only in the first: {head(only_a)}; only in the second: {head(only_b)}"
+
+
+def index_training_folders(
+    roots: Sequence[str | os.PathLike[str]], *, classes: Sequence[str] | None = None
+) -> LabeledImages:
+    """Index one or more ImageFolder roots that share their class sub-folders (e.g. SIN and IN).
+
+    Args:
+        roots: ImageFolder roots (``root/<class>/<image>``); concatenated in the given order.
+        classes: Required class names (e.g. the training classes when indexing a validation folder).
+
+    Raises:
+        DataError: a missing or malformed folder, or class names that differ between folders (the message
+            lists the differences).
+    """
+    if not roots:
+        raise DataError("no data folders given")
+    indexes = [index_image_folder(r) for r in roots]
+    want = tuple(classes) if classes is not None else indexes[0].classes
+    for idx in indexes:
+        if idx.classes != want:
+            first = "the training data" if classes is not None else str(indexes[0].root)
+            raise DataError(
+                f"class folders of {idx.root} ({len(idx.classes)} classes) do not match {first} "
+                f"({len(want)} classes): {_class_difference(want, idx.classes)}"
+            )
+    samples = tuple(s for idx in indexes for s in idx.samples)
+    return LabeledImages(
+        classes=want,
+        samples=samples,
+        roots=tuple(idx.root for idx in indexes),
+        counts=tuple(len(idx) for idx in indexes),
+    )
+
+
+def train_transform(preprocessing: Preprocessing, augment: str = "standard") -> Callable[[Any], torch.Tensor]:
+    """The training transform.
+
+    Args:
+        preprocessing: The model's input preprocessing (size, mean/std, interpolation).
+        augment: ``standard`` = RandomResizedCrop(input_size) + horizontal flip (ImageNet protocol);
+            ``flip`` = the eval Resize + CenterCrop, then a horizontal flip (small images, where random
+            crops would destroy the object); ``none`` = the eval transform.
+    """
+    if augment == "standard":
+        return preprocessing.train_transform()
+    if augment == "none":
+        return preprocessing.eval_transform("always")
+    if augment == "flip":
+        eval_tf = preprocessing.eval_transform("always")
+        flip = T.RandomHorizontalFlip()
+        return lambda img: flip(eval_tf(img))
+    raise ValueError(f"unknown augmentation {augment!r}")
+
+
+class ImageDataset(Dataset):
+    """A :class:`LabeledImages` list as a torch dataset with per-sample seeded augmentation.
+
+    Args:
+        images: The indexed files and labels.
+        transform: PIL image → tensor.
+        seed: Base seed of the augmentation; ``None`` for a deterministic (eval) transform.
+        image_hook: Optional ``(image, rng_seed) -> image`` applied before ``transform`` (on-the-fly
+            stylisation).
+    """
+
+    def __init__(
+        self,
+        images: LabeledImages,
+        transform: Callable[[Any], torch.Tensor],
+        *,
+        seed: int | None = None,
+        image_hook: Callable[[Any, int], Any] | None = None,
+    ) -> None:
+        self.images = images
+        self.transform = transform
+        self.seed = seed
+        self.image_hook = image_hook
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation of ``epoch`` (call before creating the epoch's data-loader iterator)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.images.samples[index]
+        img = load_image(path)
+        if self.seed is None:
+            return self.transform(img), label
+        sample_seed = stable_hash("train-augment", self.seed, self.epoch, index) % 2**63
+        # torchvision's random transforms draw from torch's global generator: fork it so that the
+        # sample's augmentation is a function of (seed, epoch, index) only and the caller's RNG is untouched.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed)
+            if self.image_hook is not None:
+                img = self.image_hook(img, sample_seed)
+            x = self.transform(img)
+        return x, label
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world, ...`` of ``0..n-1`` without padding (evaluation: every image once)."""
+
+    def __init__(self, n: int, rank: int = 0, world_size: int = 1) -> None:
+        self.n, self.rank, self.world_size = n, rank, world_size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.n, self.world_size))
+
+    def __len__(self) -> int:
+        return max(0, math.ceil((self.n - self.rank) / self.world_size))

@@ -1,0 +1,513 @@
+"""The training loop: SGD with step decay, DDP under torchrun, exact resume, atomic checkpoints.
+
+Read top to bottom: :func:`train` resolves the configuration, builds data, model and optimiser, then
+runs :func:`train_one_epoch` and the validation pass once per epoch, writing ``metrics.csv`` and the
+checkpoints on rank 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from texturebias.errors import CheckpointError, TextureBiasError
+from texturebias.evaluate.imagenet import MetricAccumulator, score_batches
+from texturebias.preprocessing import Preprocessing, resolve_preprocessing
+from texturebias.train.data import ImageDataset, LabeledImages, ShardSampler, index_training_folders, train_transform
+from texturebias.train.recipes import TrainConfig, resolve_config
+from texturebias.utils.device import autocast, resolve_device
+from texturebias.utils.distributed import DistInfo, barrier, init_distributed
+from texturebias.utils.io import save_torch, write_csv, write_json
+from texturebias.utils.progress import get_logger, progress
+from texturebias.utils.seed import seed_everything
+
+CHECKPOINT_FORMAT = "texturebias-train-v1"
+METRICS_FIELDS = (
+    "epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
+    "images_per_s", "epoch_time_s", "wall_time_s",
+)  # fmt: skip
+
+log = get_logger("train")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns (on every rank).
+
+    Attributes:
+        out: The output folder.
+        config: The resolved configuration (also in ``out/config.json``).
+        classes: Class names; output ``i`` of the model is ``classes[i]``.
+        metrics: One dict per epoch run so far (the rows of ``metrics.csv``).
+        best_top1: Best validation top-1 (``None`` without validation data).
+        best_epoch: Epoch (1-based) of ``best_top1``.
+        checkpoint_last: ``out/checkpoint_last.pt``.
+        checkpoint_best: ``out/checkpoint_best.pt`` (``None`` without validation data).
+        model: The trained model, unwrapped from DDP, in eval mode.
+    """
+
+    out: Path
+    config: TrainConfig
+    classes: tuple[str, ...]
+    metrics: list[dict[str, Any]]
+    best_top1: float | None
+    best_epoch: int | None
+    checkpoint_last: Path
+    checkpoint_best: Path | None
+    model: nn.Module
+
+
+class StepDecay:
+    """lr = base_lr × gamma^(number of milestones <= epoch): the academic ImageNet schedule.
+
+    Stateless given the epoch, so a resumed run gets exactly the same learning rates.
+    """
+
+    def __init__(self, base_lr: float, milestones: Iterable[int], gamma: float) -> None:
+        self.base_lr = base_lr
+        self.milestones = tuple(sorted(milestones))
+        self.gamma = gamma
+
+    def lr(self, epoch: int) -> float:
+        """Learning rate of 0-based ``epoch``."""
+        return self.base_lr * self.gamma ** sum(1 for m in self.milestones if m <= epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"base_lr": self.base_lr, "milestones": list(self.milestones), "gamma": self.gamma}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.base_lr = float(state["base_lr"])
+        self.milestones = tuple(int(m) for m in state["milestones"])
+        self.gamma = float(state["gamma"])
+
+
+def effective_preprocessing(config: TrainConfig) -> Preprocessing:
+    """The model's preprocessing, with ``input_size``/``resize_size`` overridden by the configuration."""
+    base = resolve_preprocessing(config.model)
+    if config.input_size is None and config.resize_size is None:
+        return base
+    size = config.input_size or base.input_size
+    resize = config.resize_size or max(size, round(size * base.resize_size / base.input_size))
+    return dataclasses.replace(base, input_size=size, resize_size=resize)
+
+
+def replace_classifier(model: nn.Module, num_classes: int) -> nn.Module:
+    """Give ``model`` a freshly initialised ``num_classes``-way classifier (fine-tuning on new classes).
+
+    Uses timm's ``reset_classifier`` when present, else replaces the last ``nn.Linear`` of the model.
+
+    Raises:
+        TextureBiasError: no linear classifier found.
+    """
+    if hasattr(model, "reset_classifier"):
+        model.reset_classifier(num_classes)
+        return model
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name
+    if last is None:
+        raise TextureBiasError(f"{type(model).__name__} has no linear classifier to resize to {num_classes} classes")
+    parent_name, _, child = last.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    old = getattr(parent, child)
+    setattr(parent, child, nn.Linear(old.in_features, num_classes, bias=old.bias is not None))
+    return model
+
+
+def _num_outputs(model: nn.Module) -> int | None:
+    last = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            last = module
+    return last.out_features if last is not None else None
+
+
+def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
+    """The model to train: from scratch, from its pretrained weights, or from ``config.init``; head resized."""
+    from texturebias.models import create_model
+
+    kw = dict(config.model_kwargs)
+    if config.init is not None:
+        model = create_model(config.model, checkpoint=config.init, **kw)
+    elif config.pretrained:
+        model = create_model(config.model, pretrained=True, **kw)
+    else:
+        return create_model(config.model, num_classes=num_classes, **kw)
+    if _num_outputs(model) != num_classes:
+        replace_classifier(model, num_classes)
+    return model
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        # Plain lists: the checkpoint must load with torch.load(weights_only=True).
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def _gather_rng_states(info: DistInfo) -> list[dict[str, Any]]:
+    own = _rng_state()
+    if not info.distributed:
+        return [own]
+    gathered: list[Any] = [None] * info.world_size
+    cpu_own = {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in own.items()}
+    dist.all_gather_object(gathered, cpu_own)
+    return gathered
+
+
+def _training_device(config: TrainConfig, info: DistInfo) -> torch.device:
+    device = resolve_device(config.device)
+    if device.type == "cuda" and info.distributed:
+        return torch.device("cuda", info.local_rank)
+    return device
+
+
+class Trainer:
+    """One optimisation step and one epoch; holds model, optimiser and gradient scaler.
+
+    ``model`` may be DDP-wrapped; gradients are averaged across ranks by DDP, so with equal per-rank batches
+    a step equals the single-process step on the global batch.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        device: torch.device,
+        precision: str = "fp32",
+        channels_last: bool = False,
+        num_classes: int,
+        scaler: torch.amp.GradScaler | None = None,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.device = device
+        self.precision = precision
+        self.channels_last = channels_last
+        self.num_classes = num_classes
+        self.scaler = scaler or torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor, acc: MetricAccumulator | None = None) -> torch.Tensor:
+        """Forward, backward and SGD update on one batch; returns the (detached) mean loss."""
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.precision):  # type: ignore[arg-type]
+            logits = self.model(images)
+            loss = F.cross_entropy(logits.float(), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        loss = loss.detach()
+        if acc is not None:
+            acc.update(logits, labels, loss * labels.shape[0])
+        return loss
+
+    def train_one_epoch(
+        self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *, epoch: int, log_every: int = 0
+    ) -> MetricAccumulator:
+        """Train on every batch; returns this rank's loss/accuracy sums (reduce them across ranks)."""
+        self.model.train()
+        acc = MetricAccumulator(self.num_classes, self.device)
+        bar = progress(batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False)
+        for i, (images, labels) in enumerate(bar):
+            loss = self.step(images, labels, acc)
+            if log_every and (i + 1) % log_every == 0:
+                value = float(loss.item())
+                if not math.isfinite(value):
+                    raise TextureBiasError(f"training diverged at epoch {epoch + 1}, step {i + 1} (loss {value}); "
+                                           "lower --lr")  # fmt: skip
+                bar.set_postfix(loss=f"{value:.4f}")
+                log.debug("epoch %d step %d loss %.4f", epoch + 1, i + 1, value)
+        return acc
+
+
+def _read_metrics(path: Path, upto_epoch: int) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for row in rows:
+        if int(row["epoch"]) <= upto_epoch:
+            out.append({k: int(v) if k == "epoch" else float(v) if v else "" for k, v in row.items()})
+    return out
+
+
+_RESUME_MUST_MATCH = ("model", "data", "batch_size", "seed", "augment", "input_size", "resize_size", "model_kwargs")
+
+
+def _check_resume_config(saved: dict[str, Any], current: TrainConfig) -> None:
+    now = current.to_json()
+    diffs = [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in _RESUME_MUST_MATCH if saved.get(k) != now[k]]
+    if diffs:
+        raise CheckpointError("cannot resume with a different setup (" + "; ".join(diffs) + ")")
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train a registered model on ImageFolder data; see the package docstring for the outputs.
+
+    Works in one process and unchanged under ``torchrun`` (DDP; NCCL on GPU, gloo on CPU). Only rank 0
+    writes files. With a fixed seed on CPU the result is bitwise reproducible, including across
+    ``resume``.
+
+    Raises:
+        TextureBiasError: bad configuration, bad data folders, unusable checkpoint, or an ``out`` folder that
+            already holds a run (pass ``resume=True`` to continue it).
+    """
+    cfg = resolve_config(config)
+    info = init_distributed()
+    own_group = info.distributed  # we destroy what init_distributed created
+    try:
+        return _train(cfg, info)
+    finally:
+        if own_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
+    if cfg.batch_size % info.world_size:
+        raise TextureBiasError(f"global batch {cfg.batch_size} is not divisible by {info.world_size} processes")
+    device = _training_device(cfg, info)
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise TextureBiasError("fp16 needs a CUDA device; use --precision bf16 on CPU")
+    out = cfg.out
+    last_path, best_path = out / "checkpoint_last.pt", out / "checkpoint_best.pt"
+    if last_path.exists() and not cfg.resume:
+        raise TextureBiasError(
+            f"{out} already holds a training run; pass --resume to continue it or choose another --out"
+        )
+    if cfg.resume and not last_path.is_file():
+        raise TextureBiasError(f"nothing to resume: {last_path} not found")
+
+    writer = None
+    if cfg.tensorboard and info.is_main:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise TextureBiasError("--tensorboard needs the tensorboard package (pip install tensorboard)") from None
+        writer = SummaryWriter(str(out / "tensorboard"))
+
+    # Data (every rank indexes the folders itself: cheap, and no broadcast of file lists is needed).
+    train_images = index_training_folders(cfg.data)
+    val_images = index_training_folders([cfg.val], classes=train_images.classes) if cfg.val is not None else None
+    classes = train_images.classes
+    pre = effective_preprocessing(cfg)
+    image_hook = _stylize_hook(cfg) if cfg.stylize_prob > 0 else None
+    train_set = ImageDataset(train_images, train_transform(pre, cfg.augment), seed=cfg.seed, image_hook=image_hook)
+    local_batch = cfg.batch_size // info.world_size
+    sampler = torch.utils.data.DistributedSampler(
+        train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=False
+    )
+    loader_kw: dict[str, Any] = {"num_workers": cfg.workers, "pin_memory": device.type == "cuda"}
+    if cfg.workers > 0:
+        loader_kw["prefetch_factor"] = 4
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=local_batch, sampler=sampler, **loader_kw)
+    val_loader = None
+    if val_images is not None:
+        val_set = ImageDataset(val_images, pre.eval_transform("always"))
+        val_loader = torch.utils.data.DataLoader(
+            val_set, batch_size=local_batch, sampler=ShardSampler(len(val_set), info.rank, info.world_size),
+            **loader_kw,
+        )  # fmt: skip
+
+    # Model: identical initialisation on every rank (DDP also broadcasts rank 0's weights).
+    seed_everything(cfg.seed)
+    if not info.is_main:
+        barrier()  # let rank 0 download/verify pretrained weights into the cache first
+    model = build_model(cfg, len(classes))
+    if info.is_main:
+        barrier()
+    model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    schedule = StepDecay(cfg.lr, cfg.lr_steps, cfg.lr_gamma)  # type: ignore[arg-type]
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+
+    start_epoch, best_top1, best_epoch = 0, None, None
+    metrics: list[dict[str, Any]] = []
+    elapsed_before = 0.0
+    if cfg.resume:
+        ck = _load_training_checkpoint(last_path)
+        _check_resume_config(ck["config"], cfg)
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        schedule.load_state_dict(ck["scheduler"])
+        schedule.base_lr = cfg.lr  # an explicit new --lr on resume wins; same value otherwise
+        scaler.load_state_dict(ck["scaler"])
+        start_epoch = int(ck["epoch"])
+        best_top1, best_epoch = ck.get("best_top1"), ck.get("best_epoch")
+        elapsed_before = float(ck.get("wall_time_s", 0.0))
+        rng = ck["rng"]
+        _set_rng_state(rng[info.rank] if len(rng) == info.world_size else rng[0])
+        metrics = _read_metrics(out / "metrics.csv", start_epoch)
+        if info.is_main:
+            log.info("resuming %s after epoch %d", out, start_epoch)
+
+    if info.is_main:
+        _write_config(out / "config.json", cfg, info, classes, pre, train_images)
+
+    ddp_model: nn.Module = model
+    if info.distributed:
+        ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    trainer = Trainer(ddp_model, optimizer, device=device, precision=cfg.precision, channels_last=cfg.channels_last,
+                      num_classes=len(classes), scaler=scaler)  # fmt: skip
+
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    t_run = time.perf_counter() - elapsed_before
+    for epoch in range(start_epoch, cfg.epochs):
+        lr = schedule.lr(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        t0 = time.perf_counter()
+        acc = trainer.train_one_epoch(train_loader, epoch=epoch, log_every=cfg.log_every)
+        acc.all_reduce()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_time = time.perf_counter() - t0
+        tr = acc.result()
+        if not math.isfinite(tr.loss):
+            raise TextureBiasError(f"training diverged in epoch {epoch + 1} (loss {tr.loss}); lower --lr")
+        row: dict[str, Any] = {
+            "epoch": epoch + 1, "lr": lr, "train_loss": tr.loss, "train_top1": tr.top1,
+            "val_loss": "", "val_top1": "", "val_top5": "",
+            "images_per_s": tr.n / train_time if train_time > 0 else 0.0,
+        }  # fmt: skip
+        improved = False
+        if val_loader is not None:
+            vacc = score_batches(model, val_loader, num_labels=len(classes), device=device, precision=cfg.precision,
+                                 channels_last=cfg.channels_last, desc="validate")  # fmt: skip
+            vacc.all_reduce()
+            va = vacc.result()
+            row.update(val_loss=va.loss, val_top1=va.top1, val_top5=va.top5)
+            if best_top1 is None or va.top1 > best_top1:
+                best_top1, best_epoch, improved = va.top1, epoch + 1, True
+        row["epoch_time_s"] = time.perf_counter() - t0
+        row["wall_time_s"] = time.perf_counter() - t_run
+        metrics.append(row)
+        rng_states = _gather_rng_states(info)  # collective: every rank takes part
+        if info.is_main:
+            ck = {
+                "format": CHECKPOINT_FORMAT,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": schedule.state_dict(),
+                "scaler": scaler.state_dict(),
+                "epoch": epoch + 1,
+                "best_top1": best_top1,
+                "best_epoch": best_epoch,
+                "wall_time_s": row["wall_time_s"],
+                "rng": rng_states,
+                "config": cfg.to_json(),
+                "classes": list(classes),
+                "preprocessing": _preprocessing_json(pre),
+                "world_size": info.world_size,
+            }
+            save_torch(last_path, ck)
+            if improved:
+                save_torch(best_path, {k: ck[k] for k in ("format", "model", "epoch", "best_top1", "config", "classes",
+                                                         "preprocessing")})  # fmt: skip
+            write_csv(out / "metrics.csv", metrics, METRICS_FIELDS)
+            if writer is not None:
+                for key in ("lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "images_per_s"):
+                    if row[key] != "":
+                        writer.add_scalar(key, row[key], epoch + 1)
+                writer.flush()
+            log.info(_format_row(row))
+        barrier()
+    if writer is not None:
+        writer.close()
+    model.eval()
+    return TrainResult(
+        out=out,
+        config=cfg,
+        classes=classes,
+        metrics=metrics,
+        best_top1=best_top1,
+        best_epoch=best_epoch,
+        checkpoint_last=last_path,
+        checkpoint_best=best_path if val_loader is not None else None,
+        model=model,
+    )
+
+
+def _format_row(row: dict[str, Any]) -> str:
+    text = f"epoch {row['epoch']}: lr {row['lr']:.4g} train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.2%}"
+    if row["val_top1"] != "":
+        text += f" | val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.2%} top-5 {row['val_top5']:.2%}"
+    return text + f" | {row['images_per_s']:.1f} img/s"
+
+
+def _preprocessing_json(pre: Preprocessing) -> dict[str, Any]:
+    return {"mean": list(pre.mean), "std": list(pre.std), "input_size": pre.input_size,
+            "resize_size": pre.resize_size, "interpolation": pre.interpolation}  # fmt: skip
+
+
+def _write_config(
+    path: Path, cfg: TrainConfig, info: DistInfo, classes: tuple[str, ...], pre: Preprocessing, images: LabeledImages
+) -> None:
+    obj = cfg.to_json()
+    obj["run"] = {
+        "world_size": info.world_size,
+        "batch_per_process": cfg.batch_size // info.world_size,
+        "num_classes": len(classes),
+        "classes": list(classes),
+        "train_images": {str(r): n for r, n in zip(images.roots, images.counts, strict=True)},
+        "preprocessing": _preprocessing_json(pre),
+        "torch": torch.__version__,
+    }
+    write_json(path, obj)
+
+
+def _load_training_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        ck = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a readable training checkpoint ({str(exc).splitlines()[0]})") from None
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or "optimizer" not in ck:
+        raise CheckpointError(f"{path}: not a texturebias training checkpoint (checkpoint_last.pt of `train`)")
+    return ck
+
+
+def _stylize_hook(cfg: TrainConfig) -> Any:
+    """On-the-fly stylisation with probability ``cfg.stylize_prob`` (needs :mod:`texturebias.stylize`)."""
+    raise TextureBiasError("on-the-fly stylisation is not available in this version (texturebias.stylize missing)")
