@@ -279,9 +279,10 @@ def fetch_dataset(
         try:
             download_file(ds.url(f), dest, sha256=f.sha256, show_progress=False)
         except DownloadError as exc:
+            reason = str(exc).split(" If this machine is offline")[0].rstrip(".")
             raise DownloadError(
-                f"{name}: {exc}. Offline? Copy the data set from a machine that has it and pass --stimuli DIR, "
-                f"or set ${DATA_ENV} to a folder laid out like {ds.local_root}/{ds.folder}"
+                f"{name}: {reason}. Offline? Copy the data set from a machine that has it and pass --stimuli DIR, "
+                f"or set ${DATA_ENV} to a data folder laid out like <root>/{ds.local_root}/{ds.folder}"
             ) from None
         if f.extract:
             _extract(dest, src_root / ds.folder)
