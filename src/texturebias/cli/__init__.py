@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "texturebias.cli.classify",
     "texturebias.cli.train",
     "texturebias.cli.evaluate",
+    "texturebias.cli.shape_bias", "texturebias.cli.analyze", "texturebias.cli.data",
 )
 
 

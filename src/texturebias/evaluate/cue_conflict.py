@@ -379,3 +379,91 @@ def analyze_trials(paths: Sequence[str | os.PathLike[str]], *, pool_humans: bool
     if pool_humans:
         trials = trials.assign(subj=[HUMANS if is_human(s) else s for s in trials["subj"]])
     return {str(subj): shape_bias(group) for subj, group in trials.groupby("subj", sort=False)}
+
+
+@dataclass
+class ShapeBiasReport:
+    """Result of :func:`shape_bias_report`: every decision maker's shape bias and the files written."""
+
+    models: list[ModelShapeBias]
+    results: dict[str, ShapeBias]
+    ci: dict[str, tuple[float, float]]
+    figures: list[Path]
+    results_file: Path
+
+
+def shape_bias_report(
+    models: Sequence[str] = ("efficientnet_lite0",),
+    *,
+    checkpoint: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+    stimuli: str | os.PathLike[str] | None = None,
+    out_dir: str | os.PathLike[str] = "shape-bias",
+    compare: Sequence[str | os.PathLike[str]] = (),
+    humans: bool = True,
+    n_boot: int = 10_000,
+    seed: int = 0,
+    **evaluate_kwargs: object,
+) -> ShapeBiasReport:
+    """Evaluate several models, add humans and existing trial CSVs, write one figure set and ``results.json``.
+
+    Args:
+        models: Registered model names (each evaluated with :func:`evaluate_shape_bias`).
+        checkpoint: Local weights (only with a single model).
+        name: Decision-maker name (only with a single model).
+        stimuli: Local stimuli (cue-conflict folder or a data root).
+        out_dir: Output folder: ``<name>/`` per model, ``shape-bias-matrix.{png,pdf}``,
+            ``shape-bias-summary.{png,pdf}``, ``results.json``.
+        compare: Further cue-conflict trial CSVs or folders to include (e.g. published model results).
+        humans: Include the pooled human observers (from the human data of the registry / local copy).
+        n_boot: Bootstrap resamples.
+        seed: Bootstrap seed.
+        **evaluate_kwargs: Passed to :func:`evaluate_shape_bias` (aggregation, mapping, batch_size, device, ...).
+    """
+    if (checkpoint is not None or name is not None) and len(models) != 1:
+        raise TextureBiasError("--checkpoint and --name need exactly one --model")
+    out = Path(out_dir)
+    results: dict[str, ShapeBias] = {}
+    ci: dict[str, tuple[float, float]] = {}
+    if humans:
+        root = Path(stimuli) if stimuli is not None else env_data_root()
+        human_trials = load_human_trials("cue-conflict", root, download=bool(evaluate_kwargs.get("download", True)))
+        if human_trials is not None and not human_trials.empty:
+            results[HUMANS] = shape_bias(human_trials)
+            ci[HUMANS] = bootstrap_shape_bias(human_trials, n_boot=n_boot, seed=seed)
+    evaluated = []
+    for model_name in models:
+        r = evaluate_shape_bias(
+            model_name, checkpoint=checkpoint, name=name, stimuli=stimuli, out_dir=out, n_boot=n_boot, seed=seed,
+            **evaluate_kwargs,  # type: ignore[arg-type]
+        )  # fmt: skip
+        evaluated.append(r)
+        results[r.name] = r.shape
+        ci[r.name] = r.ci
+    if compare:
+        for who, sb in analyze_trials(compare).items():
+            key = who if who not in results else f"{who} (compare)"
+            results[key] = sb
+    figures = plot_all(results, out, ci=ci)
+    payload = {
+        who: {**sb.to_dict(), "shape_bias_ci95": [_clean(x) for x in ci.get(who, (math.nan, math.nan))]}
+        for who, sb in results.items()
+    }
+    results_file = write_json(out / "results.json", payload)
+    return ShapeBiasReport(evaluated, results, ci, figures, results_file)
+
+
+def plot_all(
+    results: dict[str, ShapeBias], out_dir: str | os.PathLike[str], *, ci: dict[str, tuple[float, float]] | None = None
+) -> list[Path]:
+    """Matrix and summary figures (PNG + PDF) into ``out_dir``."""
+    from texturebias.report.figures import plot_shape_bias_matrix, plot_shape_bias_summary
+
+    out = Path(out_dir)
+    return plot_shape_bias_matrix(results, out / "shape-bias-matrix") + plot_shape_bias_summary(
+        results, out / "shape-bias-summary", ci=ci
+    )
+
+
+def _clean(x: float) -> float | None:
+    return None if math.isnan(x) else float(x)
