@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "texturebias.cli.train",
     "texturebias.cli.evaluate",
     "texturebias.cli.shape_bias", "texturebias.cli.analyze", "texturebias.cli.data",
+    "texturebias.cli.demo",
 )
 
 

@@ -5,7 +5,7 @@ timm when installed). Registration only records builders and weight metadata; no
 downloaded until :func:`create_model` is called.
 """
 
-from texturebias.models import adain, bagnet, efficientnet_lite, sin_resnet, torchvision_zoo  # noqa: F401
+from texturebias.models import adain, bagnet, demo, efficientnet_lite, sin_resnet, torchvision_zoo  # noqa: F401
 from texturebias.models.registry import ModelEntry, create_model, get_model_entry, list_models, register_model
 from texturebias.models.weights import (
     WeightRecord,
