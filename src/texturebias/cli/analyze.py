@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from texturebias.evaluate.cue_conflict import analyze_trials
+    from texturebias.evaluate.metrics import analyze_trials
 
     results = analyze_trials(args.paths, pool_humans=not args.per_subject)
     payload = {who: sb.to_dict() for who, sb in results.items()}

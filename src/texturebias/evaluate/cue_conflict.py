@@ -9,7 +9,7 @@ API:
 - :func:`evaluate_shape_bias` → :class:`ModelShapeBias`; writes ``<out>/<name>/cue-conflict_<name>_session-1.csv``
   (plus ``edge_…``/``silhouette_…`` when those sets are found) and ``summary.json``.
 - :func:`classify_stimuli` → trial table of one model on one stimulus folder (no files written).
-- :func:`analyze_trials` → ``{decision maker: ShapeBias}`` for cue-conflict CSVs, humans pooled.
+- :func:`shape_bias_report` → several models + humans + existing CSVs, figures and ``results.json``.
 - :func:`load_human_trials` → the human trials of ``cue-conflict``/``edge``/``silhouette``.
 """
 
@@ -32,8 +32,10 @@ from texturebias.data.images import find_images, load_image
 from texturebias.errors import DataError, TextureBiasError
 from texturebias.evaluate.mapping import CATEGORIES, Aggregation, CategoryMapping, logits_to_decisions, resolve_mapping
 from texturebias.evaluate.metrics import (
+    HUMANS,
     ShapeBias,
     accuracy,
+    analyze_trials,
     average_consistency,
     bootstrap_shape_bias,
     consistency_table,
@@ -57,7 +59,6 @@ from texturebias.utils.progress import get_logger, progress
 STIMULUS_SETS: tuple[str, ...] = ("cue-conflict", "edge", "silhouette")
 # The experiment codes in the human imagenames (0001_s5n_s01_...), reused for model rows.
 _SET_CODES = {"cue-conflict": "s5n", "edge": "edg", "silhouette": "sif"}
-HUMANS = "humans"
 _log = get_logger(__name__)
 
 
@@ -364,21 +365,6 @@ def summary_dict(result: ModelShapeBias, *, aggregation: str = "mean", n_boot: i
         },
         "files": {k: Path(v).name for k, v in result.files.items()},
     }
-
-
-def analyze_trials(paths: Sequence[str | os.PathLike[str]], *, pool_humans: bool = True) -> dict[str, ShapeBias]:
-    """Shape bias per decision maker in cue-conflict trial CSVs (files or folders).
-
-    Humans (``subj`` = ``subject-NN``) are pooled into one entry ``"humans"`` (REFERENCE §3); every other
-    ``subj`` value is its own decision maker.
-
-    Raises:
-        DataError: unreadable files or no trials.
-    """
-    trials = read_trials(paths)
-    if pool_humans:
-        trials = trials.assign(subj=[HUMANS if is_human(s) else s for s in trials["subj"]])
-    return {str(subj): shape_bias(group) for subj, group in trials.groupby("subj", sort=False)}
 
 
 @dataclass

@@ -21,12 +21,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 
 from texturebias.errors import DataError
+
+if TYPE_CHECKING:  # torch is only needed by callers that pass tensors; keep analysis imports light
+    import torch
 
 Aggregation = Literal["mean", "sum", "max"]
 AGGREGATIONS: tuple[str, ...] = ("mean", "sum", "max")
@@ -109,8 +111,9 @@ class CategoryMapping:
         """
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, not {aggregation!r}")
-        p = probabilities.detach().cpu().double().numpy() if isinstance(probabilities, torch.Tensor) else probabilities
-        p = np.asarray(p, dtype=np.float64)
+        if hasattr(probabilities, "detach"):  # a torch tensor
+            probabilities = probabilities.detach().cpu().double().numpy()
+        p = np.asarray(probabilities, dtype=np.float64)
         if p.ndim != 2 or p.shape[1] != self.num_outputs:
             raise DataError(f"mapping {self.name} expects N×{self.num_outputs} outputs, got shape {p.shape}")
         reduce = {"mean": np.mean, "sum": np.sum, "max": np.max}[aggregation]

@@ -8,6 +8,8 @@ API:
 - :func:`shape_bias` → :class:`ShapeBias` (ratio, counts, per-category values) — Geirhos et al., ICLR 2019:
   shape hits / (shape hits + texture hits) over cue-conflict trials whose shape ≠ texture; any other
   response (another class, ``na``) is ignored; several subjects are pooled before the ratio.
+- :func:`analyze_trials` → ``{decision maker: ShapeBias}`` from trial CSV paths, human subjects pooled as
+  ``"humans"``.
 - :func:`bootstrap_shape_bias` → (low, high) percentile CI, resampling *images* (all trials of an image move
   together, so pooled humans are handled correctly); deterministic for a seed.
 - :func:`accuracy` (16-class; cue conflict counts the shape class as correct), :func:`is_correct`.
@@ -21,6 +23,7 @@ API:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -29,8 +32,10 @@ import pandas as pd
 
 from texturebias.errors import DataError
 from texturebias.evaluate.mapping import CATEGORIES
-from texturebias.evaluate.trials import canonical_condition, image_key, is_human, texture_category
+from texturebias.evaluate.trials import canonical_condition, image_key, is_human, read_trials, texture_category
 from texturebias.utils.seed import rng_for
+
+HUMANS = "humans"
 
 
 @dataclass(frozen=True)
@@ -305,3 +310,18 @@ def human_human_consistency(
         "accuracy_difference": float(mean["accuracy_difference"]),
         "n_pairs": len(pairs),
     }
+
+
+def analyze_trials(paths: Sequence[str | os.PathLike[str]], *, pool_humans: bool = True) -> dict[str, ShapeBias]:
+    """Shape bias per decision maker in cue-conflict trial CSVs (files or folders).
+
+    Humans (``subj`` = ``subject-NN``) are pooled into one entry ``"humans"`` (REFERENCE §3); every other
+    ``subj`` value is its own decision maker, in order of first appearance.
+
+    Raises:
+        DataError: unreadable files or no trials.
+    """
+    trials = read_trials(paths)
+    if pool_humans:
+        trials = trials.assign(subj=[HUMANS if is_human(s) else s for s in trials["subj"]])
+    return {str(subj): shape_bias(group) for subj, group in trials.groupby("subj", sort=False)}
