@@ -1,0 +1,355 @@
+"""Robustness of a model to the parametric distortions, compared with humans (Geirhos et al. 2018/2019/2021).
+
+:func:`robustness_trials` distorts every image of a clean dataset at every level on the fly (seeded per image
+and level) and classifies it:
+
+- a folder of the **16 categories** (``<category>/<file>``) gives 16-class decisions written as trials in the
+  human schema (``subj, session, trial, rt, object_response, category, condition, imagename``), so the human
+  raw data and the model results go through the same analysis;
+- an **ImageNet** folder (``<wnid>/<file>``, classes matched by WordNet id) gives 1000-class top-1/top-5 per
+  level (columns ``subj, condition, imagename, category, prediction, top1, top5``).
+
+Pre-distorted folders (``texturebias distort`` output or a model-vs-human release tarball) are evaluated by
+:func:`texturebias.evaluate.benchmark.evaluate_dataset` instead. :func:`run_robustness` writes CSVs and the
+accuracy-vs-level curves with the human accuracies of every condition (PNG and PDF).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from texturebias.errors import DataError
+from texturebias.evaluate.mapping import CATEGORIES, Aggregation
+from texturebias.evaluate.trials import TRIAL_COLUMNS, model_imagename
+
+CHANCE_16 = 1.0 / 16.0
+HUMAN_COLOUR = "#a51e37"
+_MODEL_COLOURS = ("#1f5fa6", "#2a9d8f", "#e9a23b", "#6d597a", "#555555", "#8ab17d", "#264653")
+
+
+def _folder_kind(root: Path) -> str:
+    from texturebias.data.imagenet import imagenet_wnids
+
+    folders = [p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if not folders:
+        raise DataError(f"{root}: no class sub-folders")
+    if all(f.lower() in CATEGORIES for f in folders):
+        return "16"
+    wnids = set(imagenet_wnids())
+    if all(f in wnids for f in folders):
+        return "imagenet"
+    bad = [f for f in folders if f.lower() not in CATEGORIES and f not in wnids]
+    raise DataError(
+        f"{root}: class folders must be the 16 categories or ImageNet WordNet ids; unknown: {', '.join(bad[:5])}"
+    )
+
+
+def _prepare_224(img: object, size: int = 224) -> np.ndarray:
+    """PIL image → float [0, 1] array at size×size (Resize(256) + CenterCrop(224) unless already 224²)."""
+    from PIL import Image
+
+    from texturebias.data.images import image_to_array
+
+    assert isinstance(img, Image.Image)
+    if img.size != (size, size):
+        import torchvision.transforms as T
+
+        img = T.CenterCrop(size)(T.Resize(round(size * 256 / 224), interpolation=T.InterpolationMode.BILINEAR)(img))
+    return image_to_array(img)
+
+
+def robustness_trials(
+    model_name: str,
+    data_dir: str | os.PathLike[str],
+    distortion: str,
+    *,
+    levels: Sequence[str] | None = None,
+    seed: int = 0,
+    phase_mode: str = "faithful",
+    checkpoint: str | os.PathLike[str] | None = None,
+    mapping: str | None = None,
+    aggregation: Aggregation = "mean",
+    batch_size: int = 32,
+    device: str = "auto",
+    precision: str = "fp32",
+    max_images: int | None = None,
+    subject: str | None = None,
+    model: object | None = None,
+) -> pd.DataFrame:
+    """Classify every image of ``data_dir`` under ``distortion`` at every level.
+
+    Each image is brought to 224×224 (Resize(256) + CenterCrop(224) unless it already is), distorted with a
+    generator seeded by (seed, relative path, distortion, level), truncated to uint8 as the original, and fed
+    without further resizing with the model's normalisation.
+
+    Args:
+        model_name: Registry name.
+        data_dir: ``<category>/<file>`` (16 categories) or ``<wnid>/<file>`` (ImageNet) folder.
+        distortion: Distortion name (:func:`~texturebias.evaluate.distortions.get_distortion`).
+        levels: Conditions (any spelling :meth:`Distortion.normalise_condition` accepts); default all.
+        seed: Job seed.
+        phase_mode: "faithful" or "corrected" (phase scrambling only).
+        checkpoint, mapping, aggregation, batch_size, device, precision: As in
+            :func:`~texturebias.evaluate.benchmark.evaluate_dataset`.
+        max_images: Use only the first N images (sorted), e.g. for a quick look.
+        subject: ``subj`` value (default: the model name).
+        model: An already built model (tests).
+
+    Returns:
+        16-category folders: trials in the human schema. ImageNet folders: ``subj, condition, imagename,
+        category, prediction, top1, top5``.
+    """
+    import torch
+    from PIL import Image
+
+    from texturebias.data.images import find_images, load_image
+    from texturebias.evaluate.distortions import get_distortion, to_uint8
+    from texturebias.evaluate.mapping import logits_to_decisions, resolve_mapping
+    from texturebias.models import create_model
+    from texturebias.preprocessing import Preprocessing, resolve_preprocessing
+    from texturebias.utils.device import autocast, resolve_device
+    from texturebias.utils.progress import progress
+    from texturebias.utils.seed import rng_for
+
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DataError(f"data folder not found: {root}")
+    kind = _folder_kind(root)
+    dist = get_distortion(distortion, phase_mode=phase_mode)  # type: ignore[arg-type]
+    conditions = [dist.normalise_condition(c) for c in levels] if levels else list(dist.conditions)
+    paths = find_images(root)
+    if max_images is not None:
+        paths = paths[:max_images]
+    if not paths:
+        raise DataError(f"{root}: no images found")
+    dev = resolve_device(device)
+    if model is None:
+        model = create_model(model_name, pretrained=checkpoint is None, checkpoint=checkpoint)
+        transform = resolve_preprocessing(model_name).eval_transform("auto")
+    else:
+        transform = Preprocessing().eval_transform("auto")
+    net = model.to(dev).eval()  # type: ignore[attr-defined]
+    if kind == "imagenet":
+        from texturebias.data.imagenet import class_index
+
+    jobs = [(p, c) for c in conditions for p in paths]
+    rows: list[dict[str, object]] = []
+    resolved = None
+    with torch.inference_mode():
+        for start in progress(range(0, len(jobs), batch_size), desc=f"{model_name} {dist.name}", unit="batch"):
+            chunk = jobs[start : start + batch_size]
+            batch = []
+            for path, cond in chunk:
+                rel = path.relative_to(root).as_posix()
+                img = _prepare_224(load_image(path))
+                out = to_uint8(dist.apply(img, cond, rng_for(seed, rel, dist.name, cond)))
+                pil = Image.fromarray(out, mode="L" if out.ndim == 2 else "RGB").convert("RGB")
+                batch.append(transform(pil))
+            with autocast(dev, precision):  # type: ignore[arg-type]
+                logits = net(torch.stack(batch).to(dev)).float()
+            if kind == "16":
+                if resolved is None:
+                    resolved = resolve_mapping(mapping, int(logits.shape[-1]))
+                decisions, _ = logits_to_decisions(logits, resolved, aggregation)
+                for (path, cond), decision in zip(chunk, decisions, strict=True):
+                    cat = path.parent.name.lower()
+                    n = len(rows) + 1
+                    rows.append({"subj": subject or model_name, "session": 1, "trial": n, "rt": math.nan,
+                                 "object_response": decision, "category": cat, "condition": cond.lower(),
+                                 "imagename": model_imagename(n, dist.code, cond, cat, path.name)})  # fmt: skip
+            else:
+                top5 = logits.topk(min(5, logits.shape[-1]), dim=-1).indices.cpu().numpy()
+                for (path, cond), pred in zip(chunk, top5, strict=True):
+                    target = class_index(path.parent.name)
+                    rows.append({"subj": subject or model_name, "condition": cond, "imagename": path.name,
+                                 "category": path.parent.name, "prediction": int(pred[0]),
+                                 "top1": int(pred[0] == target), "top5": int(target in pred)})  # fmt: skip
+    if kind == "16":
+        return pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
+    return pd.DataFrame(rows)
+
+
+def imagenet_accuracy_by_condition(results: pd.DataFrame) -> pd.DataFrame:
+    """Top-1/top-5 per (subj, condition) of :func:`robustness_trials` output for ImageNet folders."""
+    g = results.groupby(["subj", "condition"], sort=False)
+    return g.agg(n=("top1", "size"), top1=("top1", "mean"), top5=("top5", "mean")).reset_index()
+
+
+@dataclass
+class RobustnessResult:
+    """Outcome of :func:`run_robustness`: the accuracy table (model and humans) and the files written."""
+
+    accuracy: pd.DataFrame
+    files: list[Path]
+
+
+def run_robustness(
+    models: Sequence[str],
+    data_dir: str | os.PathLike[str],
+    distortions: Sequence[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    human_data: str | os.PathLike[str] | None = None,
+    with_humans: bool = True,
+    **kwargs: object,
+) -> RobustnessResult:
+    """Robustness curves of models for several distortions, with the human accuracies per condition.
+
+    Writes ``<out>/<distortion>/<distortion>_<model>_session_1.csv`` (trials; ImageNet folders:
+    ``..._imagenet.csv``), ``<out>/robustness_accuracy.csv`` and ``<out>/<distortion>_accuracy.png/.pdf``.
+    Human accuracies come from the model-vs-human raw data (``human_data`` or the ``mvh-humans/<name>``
+    registry entry) for the distortions that are part of model-vs-human.
+
+    Args:
+        models: Registry names.
+        data_dir: Clean dataset folder (see :func:`robustness_trials`).
+        distortions: Distortion names.
+        out_dir: Output folder.
+        human_data: MVH ``raw-data`` folder.
+        with_humans: Add the human curves (skipped with a note when the data is unavailable).
+        **kwargs: Passed to :func:`robustness_trials` (levels, seed, device, ...).
+    """
+    from texturebias.evaluate.benchmark import accuracy_by_condition, human_trials_for
+    from texturebias.evaluate.distortions import get_distortion
+    from texturebias.evaluate.trials import write_trials
+    from texturebias.utils.io import atomic_open
+    from texturebias.utils.progress import get_logger
+
+    out = Path(out_dir)
+    tables, files = [], []
+    for name in distortions:
+        dist = get_distortion(name)
+        per_dist = []
+        for model_name in models:
+            res = robustness_trials(model_name, data_dir, dist.name, **kwargs)  # type: ignore[arg-type]
+            stem = f"{dist.name}_{model_name.replace('_', '-')}_session_1"
+            if "object_response" in res.columns:
+                path = write_trials(out / dist.name / f"{stem}.csv", res)
+                table = accuracy_by_condition(res, dist.conditions)
+            else:
+                path = out / dist.name / f"{stem}_imagenet.csv"
+                with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+                    res.to_csv(fh, index=False, lineterminator="\n")
+                table = imagenet_accuracy_by_condition(res).rename(columns={"top1": "accuracy"})
+            files.append(path)
+            per_dist.append(table.assign(distortion=dist.name))
+        if with_humans and dist.in_mvh:
+            try:
+                humans = human_trials_for(dist.name, human_data).assign(subj="humans")
+                per_dist.append(accuracy_by_condition(humans, dist.conditions).assign(distortion=dist.name))
+            except DataError as exc:
+                get_logger(__name__).warning("no human curve for %s: %s", dist.name, exc)
+        table = pd.concat(per_dist, ignore_index=True)
+        tables.append(table)
+        files += plot_accuracy_curves(table, dist.name, out / f"{dist.name}_accuracy")
+    accuracy = pd.concat(tables, ignore_index=True)
+    cols = ["distortion"] + [c for c in accuracy.columns if c != "distortion"]
+    accuracy = accuracy[cols]
+    with atomic_open(out / "robustness_accuracy.csv", "w", encoding="utf-8", newline="") as fh:
+        accuracy.to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
+    files.append(out / "robustness_accuracy.csv")
+    return RobustnessResult(accuracy, files)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Figures (matplotlib, no LaTeX; PNG and PDF)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _save(fig: object, stem: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    from texturebias.utils.io import atomic_path
+
+    paths = []
+    for ext in ("png", "pdf"):
+        target = stem.with_name(stem.name + f".{ext}")
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight")  # type: ignore[attr-defined]
+        paths.append(target)
+    plt.close(fig)  # type: ignore[arg-type]
+    return paths
+
+
+def plot_accuracy_curves(table: pd.DataFrame, distortion: str, stem: str | os.PathLike[str]) -> list[Path]:
+    """Accuracy vs. condition, one line per decision maker (humans in red), chance level dashed.
+
+    Args:
+        table: Columns ``subj, condition, accuracy`` (e.g. from
+            :func:`~texturebias.evaluate.benchmark.accuracy_by_condition`).
+        distortion: Distortion name (x positions and label from the registry).
+        stem: Output path without extension; ``.png`` and ``.pdf`` are written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from texturebias.evaluate.distortions import DISTORTIONS, condition_x
+    from texturebias.evaluate.trials import canonical_condition
+
+    dist = DISTORTIONS[distortion]
+    keys = {canonical_condition(c): c for c in dist.conditions}
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    for i, (subj, g) in enumerate(table.groupby("subj", sort=False)):
+        conds = [keys.get(canonical_condition(c), str(c)) for c in g["condition"]]
+        pairs = sorted(
+            (condition_x(distortion, c), a) for c, a in zip(conds, g["accuracy"], strict=True) if c in dist.conditions
+        )
+        if not pairs:
+            continue
+        xs, ys = zip(*pairs, strict=True)
+        human = subj == "humans"
+        ax.plot(xs, ys, marker="D" if human else "o", color=HUMAN_COLOUR if human else _MODEL_COLOURS[i % 7],
+                label=str(subj), lw=2 if human else 1.5, ms=5, zorder=3 if human else 2)  # fmt: skip
+    xs_all = [condition_x(distortion, c) for c in dist.conditions]
+    ax.set_xticks(xs_all)
+    labels = [c.lstrip("c") if distortion == "contrast" else c for c in dist.conditions]
+    if distortion.startswith("eidolon"):
+        labels = [str(int(x)) for x in xs_all]
+    ax.set_xticklabels(labels, rotation=45 if len(labels) > 6 else 0)
+    if distortion == "contrast":
+        ax.invert_xaxis()
+    ax.axhline(CHANCE_16, ls="--", color="grey", lw=1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(dist.xlabel.replace("$_2$", "2"))
+    ax.set_ylabel("classification accuracy")
+    ax.set_title(distortion)
+    ax.legend(frameon=False, fontsize=7)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _save(fig, Path(stem))
+
+
+def plot_benchmark_bars(
+    per_dataset: pd.DataFrame, metric: str, stem: str | os.PathLike[str], *, label: str | None = None
+) -> list[Path]:
+    """Bar chart of a benchmark metric averaged over datasets, one bar per decision maker (humans in red).
+
+    Dots show the per-dataset values. Sorted as model-vs-human: higher is better except accuracy difference.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    means = per_dataset.groupby("subj", sort=False)[metric].mean()
+    means = means.sort_values(ascending=metric == "accuracy_difference")
+    fig, ax = plt.subplots(figsize=(max(3.0, 0.7 * len(means) + 1.5), 3.4))
+    for i, (subj, value) in enumerate(means.items()):
+        colour = HUMAN_COLOUR if subj == "humans" else _MODEL_COLOURS[0]
+        ax.bar(i, value, color=colour, alpha=0.85, width=0.7)
+        pts = per_dataset.loc[per_dataset["subj"] == subj, metric].to_numpy(float)
+        ax.scatter(np.full(len(pts), i) + np.linspace(-0.2, 0.2, len(pts)), pts, s=9, color="black", zorder=3)
+    ax.set_xticks(range(len(means)))
+    ax.set_xticklabels([str(s) for s in means.index], rotation=30, ha="right")
+    ax.set_ylabel(label or metric)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _save(fig, Path(stem))
