@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-from detinit import detinit_state_dict
 
+from detinit import detinit_state_dict
 from texturebias.models import create_model, get_model_entry, load_into
 from texturebias.models.bagnet import BagNet, is_bagnet
 from texturebias.utils.io import save_torch
