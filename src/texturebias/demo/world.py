@@ -357,29 +357,31 @@ def write_set(
     *,
     split: str = "train",
     desc: str | None = None,
-) -> list[Sample]:
+) -> int:
     """Write ``count`` images of a set as an ImageFolder (``root/<class>/<file>.png``); resumable.
 
-    Files that already exist are kept (an interrupted run continues where it stopped; every image is a
-    pure function of its index, so the result is the same). Each PNG is written atomically.
+    Each PNG is written atomically and files that already exist are kept, so an interrupted run continues
+    where it stopped (every image is a pure function of its index: the result is the same). A finished set
+    leaves a hidden marker (ignored by the image finders) and is skipped entirely on the next run.
 
     Returns:
-        The samples' metadata (images are dropped from memory after writing; ``image`` holds them anyway
-        for the caller's convenience only when small sets are generated).
+        The number of images in the set.
     """
     root = Path(root)
+    marker = root / f".complete-{kind}-{split}-seed{seed}-n{count}"
+    if marker.exists():
+        return count
     classes = ["styles"] if kind == "styles" else list(TEXTURES if kind == "texture-probe" else SHAPES)
     for c in classes:
         (root / c).mkdir(parents=True, exist_ok=True)
-    samples = []
     for i in progress(range(count), desc=desc or f"generate {kind}/{split}", unit="img"):
         sample = make_sample(kind, i, seed, split=split)
         path = root / sample.label / sample.filename
         if not path.exists():
             with atomic_path(path) as tmp:
                 Image.fromarray(sample.image).save(tmp)
-        samples.append(sample)
-    return samples
+    marker.touch()
+    return count
 
 
 def contact_sheet(samples: Sequence[Sample], columns: int = 8, scale: int = 3) -> np.ndarray:

@@ -1,0 +1,252 @@
+"""Tests of ``texturebias demo``: the generated world, the demo models, findings logic, and a ``--quick`` run.
+
+The quick run (``@pytest.mark.slow``, ~1-2 minutes on 2 cores) is shared by the summary and the browser test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from texturebias.demo import world
+from texturebias.demo.pipeline import QUICK, DemoConfig, DemoSizes, evaluate_findings, run_demo
+from texturebias.errors import TextureBiasError
+from texturebias.evaluate.trials import texture_category
+from texturebias.models import create_model, get_model_entry
+from texturebias.preprocessing import resolve_preprocessing
+
+
+# ------------------------------------------------------------------------------------------- the world
+def test_samples_are_a_pure_function_of_seed_kind_and_index() -> None:
+    a = world.make_sample("natural", 7, seed=3)
+    b = world.make_sample("natural", 7, seed=3)
+    c = world.make_sample("natural", 7, seed=4)
+    assert a.image.shape == (32, 32, 3) and a.image.dtype == np.uint8
+    assert np.array_equal(a.image, b.image) and a.filename == b.filename
+    assert not np.array_equal(a.image, c.image)
+    # train and test splits never share images
+    assert not np.array_equal(a.image, world.make_sample("natural", 7, seed=3, split="test").image)
+
+
+def test_cue_conflict_enumerates_every_pair_with_shape_not_texture() -> None:
+    n = len(world.SHAPES)
+    pairs = [world.make_sample("cue-conflict", i, seed=0) for i in range(n * (n - 1))]
+    got = {(s.shape, s.texture) for s in pairs}
+    assert len(got) == n * (n - 1) == 56
+    assert all(s != t for s, t in got)
+    # File names follow the real stimuli, so the toolkit's parser recovers the texture class.
+    for s in pairs[:10]:
+        assert texture_category(s.filename) == world.TEXTURES[s.texture]
+        assert s.label == world.SHAPES[s.shape]
+
+
+def test_natural_set_matches_texture_to_shape_with_probability_09() -> None:
+    samples = [world.make_sample("natural", i, seed=1) for i in range(400)]
+    matched = np.mean([s.shape == s.texture for s in samples])
+    # Binomial(400, 0.9): sd 0.015; +-5 sd.
+    assert 0.825 < matched < 0.975
+    # randomised set: bank textures only, and every shape class occurs
+    rand = [world.make_sample("randomised", i, seed=1) for i in range(200)]
+    assert all(s.texture == -1 for s in rand)
+    assert {s.shape for s in rand} == set(range(len(world.SHAPES)))
+
+
+def test_shape_masks_stay_inside_the_frame_and_have_plausible_area() -> None:
+    rng = np.random.default_rng(0)
+    for shape in world.SHAPES:
+        for _ in range(5):
+            m = world.shape_mask(shape, rng)
+            assert m.min() >= 0 and m.max() <= 1
+            assert m[0].sum() == 0 and m[-1].sum() == 0 and m[:, 0].sum() == 0 and m[:, -1].sum() == 0
+            # scale 0.6-0.9 of the half-width: between ~4% and ~65% of the image
+            assert 0.04 * 32 * 32 < m.sum() < 0.65 * 32 * 32, shape
+
+
+def test_write_set_is_an_image_folder_and_resumable(tmp_path: Path) -> None:
+    from texturebias.data.images import index_image_folder, load_image
+
+    world.write_set(tmp_path / "s", "silhouettes", 20, seed=0)
+    idx = index_image_folder(tmp_path / "s", allow_empty_classes=True)
+    assert len(idx) == 20 and set(idx.classes) == set(world.SHAPES)
+    first = idx.samples[0][0]
+    arr = np.asarray(load_image(first))
+    assert arr.shape == (32, 32, 3)
+    mtime = first.stat().st_mtime_ns
+    world.write_set(tmp_path / "s", "silhouettes", 20, seed=0)  # rerun keeps existing files
+    assert first.stat().st_mtime_ns == mtime
+
+
+# ------------------------------------------------------------------------------------------- the models
+def test_demo_models_are_registered_with_32px_preprocessing() -> None:
+    for name in ("demo_cnn", "demo_bagnet"):
+        entry = get_model_entry(name)
+        assert entry.family == "demo" and entry.weights is None
+        pre = resolve_preprocessing(name)
+        assert (pre.input_size, pre.resize_size) == (32, 32)
+    cnn = create_model("demo_cnn")
+    n_params = sum(p.numel() for p in cnn.parameters())
+    assert 250_000 < n_params < 350_000  # "~0.3 M parameters"
+    bag = create_model("demo_bagnet", num_classes=5)
+    assert bag.receptive_field == 11 and bag.total_stride == 2
+    x = torch.randn(2, 3, 32, 32)
+    assert cnn(x).shape == (2, 8) and bag(x).shape == (2, 5)
+    # BagNet: one logit map per 11x11 window, (32 - 11) // 2 + 1 = 11 per side
+    assert bag.forward_patch_logits(x).shape == (2, 5, 11, 11)
+
+
+# ----------------------------------------------------------------------------------------- findings logic
+def _summary(sb: dict[str, float], acc: dict[str, dict[str, float]], probes: dict[str, float]) -> dict:
+    return {
+        "shape_bias": {k: {"shape_bias": v, "ci95": [v - 0.05, v + 0.05]} for k, v in sb.items()},
+        "accuracy": acc,
+        "probes": {
+            "shape_probe": {"natural": 0.9, "stylized": probes["shape"]},
+            "texture_probe": {"natural": 0.9, "stylized": probes["texture"]},
+        },
+        "chance": 0.125,
+        "real": {"status": "skipped", "reason": "test"},
+    }
+
+
+def test_findings_are_evaluated_from_the_numbers() -> None:
+    sb = {"cnn-natural": 0.2, "cnn-randomised": 0.9, "cnn-natural+randomised": 0.5, "cnn-stylized": 0.45,
+          "bagnet-natural": 0.1, "bagnet-randomised": 0.5}  # fmt: skip
+    acc = {k: {"natural": 0.9, "randomised": 0.8, "stylized": 0.3, "silhouettes": 0.2} for k in sb}
+    acc["bagnet-randomised"]["randomised"] = 0.4
+    acc["cnn-stylized"]["natural"] = 0.7
+    held = {f["id"]: f["held"] for f in evaluate_findings(_summary(sb, acc, {"shape": 0.4, "texture": 0.2}))}
+    assert held["real-texture-bias"] is None  # not measured
+    assert held["natural-texture-bias"] and held["randomised-shape-bias"] and held["mixed-intermediate"]
+    assert held["stylized-more-shape"] and held["bagnet-local"] and held["bagnet-randomised"]
+    assert held["table1-asymmetry"] and held["probe-texture-removed"] and held["probe-shape-kept"]
+    # The reverse world: every criterion fails.
+    sb2 = dict(sb, **{"cnn-natural": 0.8, "cnn-randomised": 0.3, "cnn-stylized": 0.5})
+    acc["bagnet-natural"]["silhouettes"] = 0.6
+    acc["cnn-stylized"]["natural"] = 0.4
+    held2 = {f["id"]: f["held"] for f in evaluate_findings(_summary(sb2, acc, {"shape": 0.2, "texture": 0.6}))}
+    assert not any(v for k, v in held2.items() if k not in ("real-texture-bias", "bagnet-randomised"))
+
+
+def test_out_folder_of_another_run_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "demo-config.json").write_text(json.dumps({"seed": 5, "sizes": {}}), encoding="utf-8")
+    with pytest.raises(TextureBiasError, match="other settings"):
+        run_demo(DemoConfig(out=tmp_path, seed=0, quick=True))
+
+
+def test_cli_parses_demo_options() -> None:
+    from texturebias.cli import build_parser
+
+    args = build_parser().parse_args(["demo", "--quick", "--seed", "3", "--out", "x"])
+    assert args.quick and args.seed == 3 and args.out == Path("x") and args.stimuli is None
+
+
+# ------------------------------------------------------------------------------------------ quick run
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "quick"
+    from texturebias.cli import main
+
+    assert main(["demo", "--quick", "--out", str(out), "--seed", "0"]) == 0
+    return out
+
+
+def _numbers(obj: object) -> list[float]:
+    if isinstance(obj, bool):
+        return []
+    if isinstance(obj, int | float):
+        return [float(obj)]
+    if isinstance(obj, dict):
+        return [x for v in obj.values() for x in _numbers(v)]
+    if isinstance(obj, list):
+        return [x for v in obj for x in _numbers(v)]
+    return []
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_a_complete_summary(quick_run: Path) -> None:
+    s = json.loads((quick_run / "summary.json").read_text(encoding="utf-8"))
+    assert s["quick"] is True and s["seed"] == 0 and s["sizes"]["n_train"] == QUICK.n_train
+    for key in ("accuracy", "shape_bias", "probes", "heatmaps", "findings", "commands", "timings_s", "figures"):
+        assert key in s, key
+    assert all(math.isfinite(x) for x in _numbers(s["accuracy"]) + _numbers(s["probes"]))
+    models = {"cnn-natural", "cnn-randomised", "cnn-natural+randomised", "cnn-stylized", "bagnet-natural",
+              "bagnet-randomised"}  # fmt: skip
+    assert set(s["accuracy"]) == models and set(s["shape_bias"]) == models
+    for row in s["accuracy"].values():
+        assert set(row) == {"natural", "randomised", "stylized", "silhouettes", "cue-conflict"}
+        assert all(0.0 <= v <= 1.0 for v in row.values())
+    n_conflict = QUICK.conflict_per_pair * 56
+    for v in s["shape_bias"].values():
+        assert v["n_shape"] + v["n_texture"] + v["n_other"] == n_conflict
+        if v["shape_bias"] is not None:
+            assert 0.0 <= v["shape_bias"] <= 1.0
+            lo, hi = v["ci95"]
+            assert lo <= v["shape_bias"] <= hi
+    ids = [f["id"] for f in s["findings"]]
+    assert len(ids) == 10 and len(set(ids)) == 10
+    for f in s["findings"]:
+        assert f["held"] in (True, False, None) and f["criterion"] and f["citation"]
+    # every finding of the miniature world is evaluated (only the real-stimuli one may be unmeasured)
+    assert all(f["held"] is not None for f in s["findings"] if f["id"] != "real-texture-bias")
+    assert s["real"]["status"] in ("skipped", "done", "unavailable")
+    # outputs a user can rerun from: data, checkpoints, trial CSVs, figures
+    assert (quick_run / "runs" / "cnn-natural" / "checkpoint_last.pt").is_file()
+    assert len(list((quick_run / "trials").glob("cue-conflict_*_session-1.csv"))) == 6
+    for rel in s["figures"].values():
+        assert (quick_run / rel).is_file() and (quick_run / rel).with_suffix(".pdf").is_file()
+    assert any(c.startswith("texturebias train --model demo_cnn") for c in s["commands"].values())
+
+
+@pytest.mark.slow
+def test_quick_demo_rerun_reuses_everything(quick_run: Path, tmp_path: Path) -> None:
+    before = json.loads((quick_run / "summary.json").read_text(encoding="utf-8"))
+    result = run_demo(DemoConfig(out=quick_run, seed=0, quick=True))
+    assert result.summary_data["accuracy"] == before["accuracy"]
+    assert result.summary_data["shape_bias"] == before["shape_bias"]
+
+
+def _chromium() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(quick_run: Path) -> None:
+    found = _chromium()
+    if found is None:
+        pytest.skip("Chromium/chromedriver not installed (Debian: apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = found[0]
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(found[1]), options=options)
+    try:
+        driver.get((quick_run / "report.html").resolve().as_uri())
+        assert "texturebias demo" in driver.title
+        widths = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.src.slice(0, 22)]);"
+        )
+        summary = json.loads((quick_run / "summary.json").read_text(encoding="utf-8"))
+        assert len(widths) == len(summary["figures"]) >= 6
+        for complete, width, src in widths:
+            assert complete and width > 0
+            assert src == "data:image/png;base64"  # self-contained: nothing loaded from disk or network
+        text = driver.find_element("tag name", "body").text
+        assert "Findings" in text and "Rerun any step" in text
+    finally:
+        driver.quit()
+
+
+def test_sizes_scale_the_work() -> None:
+    full = DemoSizes()
+    assert QUICK.n_train < full.n_train and QUICK.epochs <= full.epochs and not QUICK.real_stimuli
