@@ -321,9 +321,16 @@ def finalize_records(
 
 
 class _LoadDataset(torch.utils.data.Dataset):
-    def __init__(self, items: Sequence[JobItem], load: Callable[[Path], Any], preset_errors: dict[int, str]) -> None:
+    def __init__(
+        self,
+        items: Sequence[JobItem],
+        load: Callable[[Path], Any],
+        preset_errors: dict[int, str],
+        load_item: Callable[[JobItem], Any] | None = None,
+    ) -> None:
         self.items = list(items)
         self.load = load
+        self.load_item = load_item
         self.preset_errors = preset_errors
 
     def __len__(self) -> int:
@@ -334,7 +341,7 @@ class _LoadDataset(torch.utils.data.Dataset):
         if item.index in self.preset_errors:
             return i, None, self.preset_errors[item.index]
         try:
-            return i, self.load(item.path), None
+            return i, (self.load_item(item) if self.load_item is not None else self.load(item.path)), None
         except TextureBiasError as exc:
             # The input column already names the file: keep only the reason.
             return i, None, str(exc).removeprefix(f"{item.path}: ")
@@ -347,9 +354,14 @@ def _collate(batch: list[tuple[int, Any, str | None]]) -> list[tuple[int, Any, s
 
 
 def _loader(
-    items: Sequence[JobItem], load: Callable[[Path], Any], batch_size: int, workers: int, preset_errors: dict[int, str]
+    items: Sequence[JobItem],
+    load: Callable[[Path], Any],
+    batch_size: int,
+    workers: int,
+    preset_errors: dict[int, str],
+    load_item: Callable[[JobItem], Any] | None = None,
 ) -> Iterator[Any]:
-    dataset = _LoadDataset(items, load, preset_errors)
+    dataset = _LoadDataset(items, load, preset_errors, load_item)
     return iter(
         torch.utils.data.DataLoader(
             dataset,
@@ -411,6 +423,7 @@ def run_folder_job(
     process_batch: Callable[[list[JobItem], list[Any]], Sequence[ItemResult | Mapping[str, ImageLike]]],
     *,
     load: Callable[[Path], Any] = load_rgb,
+    load_item: Callable[[JobItem], Any] | None = None,
     seed: int = 0,
     batch_size: int = 16,
     workers: int = 0,
@@ -433,6 +446,8 @@ def run_folder_job(
         process_batch: ``f(items, loaded) -> results``, one result per item (an :class:`ItemResult` or a
             mapping output name → image). Called on batches of successfully loaded items in input order.
         load: ``load(path)`` run in DataLoader workers (decode + cheap transforms); must be picklable.
+        load_item: Instead of ``load``: ``load_item(item)``, when loading needs the item (its seed, its
+            relative path), e.g. to read the style image chosen for this input.
         seed: Job seed; items expose ``item.seed(*parts)`` derived from it and their relative path.
         batch_size: Items per callback call.
         workers: DataLoader worker processes for loading (0: load in the main process).
@@ -581,7 +596,7 @@ def run_folder_job(
         journal.flush()
 
     try:
-        for batch in _loader(todo, load, batch_size, workers, preset_errors):
+        for batch in _loader(todo, load, batch_size, workers, preset_errors, load_item):
             ok_items: list[JobItem] = []
             ok_data: list[Any] = []
             batch_items = [todo[i] for i, _, _ in batch]
