@@ -1,0 +1,115 @@
+"""Class-evidence heatmaps: golden maps of the original code, the patch-by-patch definition, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from detinit import detinit_state_dict
+from texturebias.errors import TextureBiasError
+from texturebias.heatmaps import DensePlan, class_evidence, patch_loop_evidence
+from texturebias.models import create_model, load_into
+from texturebias.models.bagnet import BagNet
+
+
+def _fixture_model(fixtures_dir, q: int) -> BagNet:
+    model = create_model(f"bagnet{q}")
+    load_into(model, detinit_state_dict(fixtures_dir / "bagnet" / f"keys_bagnet{q}.json", gain=1.0))
+    return model.eval()
+
+
+def _tiny(seed: int = 0, **kw) -> BagNet:
+    """A small BagNet with random weights AND random BN statistics (so BN folding is exercised)."""
+    torch.manual_seed(seed)
+    cfg = dict(widths=(4, 8), blocks=(2, 2), kernel3=(1, 2), strides=(2, 1), num_classes=6, in_stem=4)
+    cfg.update(kw)
+    model = BagNet(**cfg)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_(0, 0.05)
+    return model.eval()
+
+
+# Windows of the 224x224 map: both corners (padding in play on two sides) and an interior block.
+WINDOWS = [(0, 0, 24, 24), (200, 192, 24, 32), (100, 90, 16, 16)]
+
+
+@pytest.mark.parametrize("q", (9, 17, 33))
+def test_matches_reference_heatmap_windows(fixtures_dir, q):
+    model = _fixture_model(fixtures_dir, q)
+    x = torch.load(fixtures_dir / "bagnet" / "inputs.pt", weights_only=True)["x224"]
+    ref = torch.load(fixtures_dir / "bagnet" / f"bagnet{q}_heatmap224_target7.pt", weights_only=True)
+    assert ref["target"] == 7
+    expected = ref["heatmap"]
+    tol = 2e-4 * float(expected.abs().max())  # fixture README tolerance
+    plan = DensePlan(model)
+    for top, left, h, w in WINDOWS:
+        heat = class_evidence(plan, x, 7, window=(top, left, h, w))
+        assert heat.shape == (1, h, w) and heat.dtype == torch.float32
+        assert float((heat[0] - expected[top : top + h, left : left + w]).abs().max()) <= tol
+
+
+@pytest.mark.slow
+def test_full_224_map_matches_reference_bagnet33(fixtures_dir):
+    model = _fixture_model(fixtures_dir, 33)
+    x = torch.load(fixtures_dir / "bagnet" / "inputs.pt", weights_only=True)["x224"]
+    expected = torch.load(fixtures_dir / "bagnet" / "bagnet33_heatmap224_target7.pt", weights_only=True)["heatmap"]
+    heat = class_evidence(model, x, 7)[0]
+    assert heat.shape == (224, 224)
+    assert float((heat - expected).abs().max()) <= 2e-4 * float(expected.abs().max())
+
+
+@pytest.mark.parametrize("size", [(23, 30), (5, 7), (1, 1), (12, 40)])
+def test_equals_patch_loop_definition_any_size(size):
+    """Any H, W >= 1, also smaller than q = 13: the padded definition still applies."""
+    model = _tiny()
+    assert model.receptive_field == 13
+    torch.manual_seed(1)
+    x = torch.randn(1, 3, *size)
+    expected = patch_loop_evidence(model, x, 4, batch_size=97)
+    heat = class_evidence(model, x, 4)
+    assert heat.shape == (1, *size)
+    torch.testing.assert_close(heat[0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_batched_multi_target_and_tiled_equal_single_calls():
+    model = _tiny(seed=3)
+    torch.manual_seed(2)
+    x = torch.randn(3, 3, 26, 21)
+    targets = [[0, 5], [2, 2], [1, 3]]
+    full = class_evidence(model, x, targets)
+    assert full.shape == (3, 2, 26, 21)
+    # Tiny tile budget: many exact tiles and one image per pass must give the same numbers.
+    tiled = class_evidence(model, x, torch.tensor(targets), tile_bytes=40_000, batch_size=1)
+    torch.testing.assert_close(tiled, full, rtol=1e-5, atol=1e-6)
+    for i, ks in enumerate(targets):
+        for j, k in enumerate(ks):
+            torch.testing.assert_close(full[i, j], patch_loop_evidence(model, x[i : i + 1], k), rtol=1e-4, atol=1e-5)
+    per_image = class_evidence(model, x, [0, 2, 1])
+    torch.testing.assert_close(per_image, full[:, 0])
+
+
+def test_bf16_is_close_to_fp32():
+    model = _tiny(seed=4)
+    x = torch.randn(2, 3, 20, 20)
+    exact = class_evidence(model, x, 1)
+    fast = class_evidence(model, x, 1, precision="bf16")
+    err = float((fast - exact).abs().max() / exact.abs().max())
+    assert 0 < err < 0.05
+
+
+def test_bad_inputs_are_clear_errors():
+    model = _tiny()
+    with pytest.raises(TextureBiasError, match="needs a BagNet"):
+        class_evidence(torch.nn.Conv2d(3, 4, 3), torch.zeros(1, 3, 8, 8), 0)
+    with pytest.raises(TextureBiasError, match="out of range"):
+        class_evidence(model, torch.zeros(1, 3, 8, 8), 6)
+    with pytest.raises(TextureBiasError, match="2 targets for 1 images"):
+        class_evidence(model, torch.zeros(1, 3, 8, 8), [1, 2])
+    with pytest.raises(TextureBiasError, match="N x 3 x H x W"):
+        class_evidence(model, torch.zeros(1, 1, 8, 8), 0)
+    with pytest.raises(TextureBiasError, match="not inside"):
+        class_evidence(model, torch.zeros(1, 3, 8, 8), 0, window=(4, 4, 8, 8))
