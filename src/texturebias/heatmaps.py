@@ -16,8 +16,10 @@ its own q x q input window).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -371,3 +373,256 @@ def patch_loop_evidence(
     finally:
         model.train(was_training)
     return heat
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Figures (paper convention: RdBu_r, symmetric limits at the 99th percentile of |heat|, image edges in grey)
+
+
+def heat_limit(heat: np.ndarray | torch.Tensor, percentile: float = 99.0) -> float:
+    """Symmetric colour limit: the ``percentile`` of |heat| (never 0, so a flat map still plots)."""
+    a = np.abs(np.asarray(heat, dtype=np.float64))
+    lim = float(np.percentile(a, percentile)) if a.size else 0.0
+    return lim if lim > 0 else 1e-12
+
+
+def image_edges(image: np.ndarray, sigma: float = 2.0) -> np.ndarray:
+    """Canny edges of an H x W x 3 image in [0, 1] as float with NaN off the edges (for a grey overlay)."""
+    from skimage import feature
+
+    grey = image.mean(axis=-1) if image.ndim == 3 else image
+    edges = feature.canny(grey, sigma=sigma).astype(np.float64)
+    edges[edges < 0.5] = np.nan
+    return edges
+
+
+def plot_heatmap(
+    ax: Any,
+    heat: np.ndarray | torch.Tensor,
+    image: np.ndarray | None = None,
+    *,
+    percentile: float = 99.0,
+    edge_alpha: float = 0.35,
+) -> Any:
+    """Draw one class-evidence map on a matplotlib axis as in Brendel & Bethge (2019), Fig. 3.
+
+    Args:
+        ax: Matplotlib axis.
+        heat: H x W map.
+        image: The image (H x W x 3 in [0, 1]) whose edges are overlaid in grey; ``None`` for no overlay.
+        percentile: Colour limits are +-this percentile of |heat| (99, as in the paper).
+        edge_alpha: Opacity of the edge overlay.
+
+    Returns:
+        The ``AxesImage`` of the heatmap (for a colorbar).
+    """
+    import matplotlib.pyplot as plt
+
+    h = np.asarray(heat, dtype=np.float32)
+    lim = heat_limit(h, percentile)
+    im = ax.imshow(h, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="none")
+    if image is not None and image.shape[:2] == h.shape:
+        greys = plt.get_cmap("Greys_r").copy()
+        greys.set_bad(alpha=0)
+        ax.imshow(image_edges(image), cmap=greys, alpha=edge_alpha, interpolation="none", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return im
+
+
+def save_figure(fig: Any, stem: str | os.PathLike[str]) -> list[Path]:
+    """Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    from texturebias.utils.io import atomic_path
+
+    paths = []
+    for ext in ("png", "pdf"):
+        target = Path(f"{stem}.{ext}")
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight")
+        paths.append(target)
+    plt.close(fig)
+    return paths
+
+
+def heatmap_grid(
+    stem: str | os.PathLike[str],
+    images: Sequence[np.ndarray],
+    heats: Sequence[Sequence[np.ndarray]],
+    titles: Sequence[Sequence[str]],
+    row_labels: Sequence[str] | None = None,
+) -> list[Path]:
+    """Grid figure: one row per image (the image, then one heatmap per class), PNG + PDF.
+
+    Args:
+        stem: Output path without extension.
+        images: H x W x 3 images in [0, 1].
+        heats: Per image, its maps (same H x W as the image).
+        titles: Per image, one title per map.
+        row_labels: Optional label for each row (e.g. the file name).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    cols = 1 + max((len(h) for h in heats), default=0)
+    rows = len(images)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.4 * rows), squeeze=False)
+    for r, (img, maps, names) in enumerate(zip(images, heats, titles, strict=True)):
+        axes[r, 0].imshow(np.clip(img, 0, 1))
+        axes[r, 0].set_xticks([])
+        axes[r, 0].set_yticks([])
+        if row_labels is not None:
+            axes[r, 0].set_title(row_labels[r], fontsize=8)
+        for c in range(1, cols):
+            ax = axes[r, c]
+            if c - 1 < len(maps):
+                plot_heatmap(ax, maps[c - 1], img)
+                ax.set_title(names[c - 1], fontsize=8)
+            else:
+                ax.axis("off")
+    fig.tight_layout()
+    return save_figure(fig, stem)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Files in, maps and figures out (what `texturebias heatmap` runs)
+
+
+@dataclass(frozen=True)
+class HeatmapResult:
+    """One saved map."""
+
+    image: Path
+    class_index: int
+    class_name: str
+    image_logit: float
+    npy: Path
+    figure: Path
+
+
+def _slug(text: str) -> str:
+    keep = "".join(ch if ch.isalnum() else "_" for ch in text.strip().lower())
+    return "_".join(p for p in keep.split("_") if p) or "class"
+
+
+def _class_names(num_classes: int) -> list[str]:
+    if num_classes == 1000:
+        from texturebias.data.imagenet import imagenet_categories
+
+        return list(imagenet_categories())
+    return [f"class_{i}" for i in range(num_classes)]
+
+
+def heatmaps_for_images(
+    paths: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    model_name: str = "bagnet33",
+    checkpoint: str | os.PathLike[str] | None = None,
+    targets: Sequence[int] | None = None,
+    top_k: int = 1,
+    precision: HeatPrecision = "fp32",
+    resize: Literal["always", "never", "auto"] = "always",
+    device: str = "auto",
+) -> list[HeatmapResult]:
+    """Class-evidence maps of image files: ``<stem>_<class>.npy`` + figures, a grid figure and an index CSV.
+
+    Args:
+        paths: Image files.
+        out_dir: Output folder (created).
+        model_name: A registered BagNet.
+        checkpoint: Local weights instead of the declared pretrained ones.
+        targets: Classes to explain (same for every image); ``None``: each image's ``top_k`` predicted classes.
+        top_k: Predicted classes per image when ``targets`` is ``None``.
+        precision: "fp32" or "bf16" (see :func:`class_evidence`).
+        resize: Preprocessing: "always" (Resize 256 + CenterCrop 224, the paper's setting), "never" (the whole
+            image at its own size), "auto".
+        device: "auto", "cpu", "cuda", ...
+
+    Returns:
+        One :class:`HeatmapResult` per (image, class), in order. Also writes ``heatmaps.csv``, ``grid.png/pdf``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from texturebias.data.images import load_image
+    from texturebias.models import create_model
+    from texturebias.preprocessing import resolve_preprocessing
+    from texturebias.utils.device import resolve_device, strict_fp32
+    from texturebias.utils.io import atomic_path, write_csv
+    from texturebias.utils.progress import progress
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    model = create_model(model_name, pretrained=checkpoint is None, checkpoint=checkpoint).to(dev)
+    if not is_bagnet(model):
+        raise TextureBiasError(f"{model_name} is not a BagNet; heatmaps need bagnet9/17/33 or another BagNet")
+    plan = DensePlan(model, precision)
+    prep = resolve_preprocessing(model_name)
+    transform = prep.eval_transform(resize)
+    names = _class_names(plan.num_classes)
+    if targets is not None and any(not 0 <= t < plan.num_classes for t in targets):
+        raise TextureBiasError(f"target class out of range 0..{plan.num_classes - 1}")
+    results: list[HeatmapResult] = []
+    grid_images, grid_heats, grid_titles, grid_rows = [], [], [], []
+    used_stems: dict[str, int] = {}
+    for path in progress([Path(p) for p in paths], desc="heatmaps", unit="img"):
+        x = transform(load_image(path)).unsqueeze(0).to(dev)
+        with strict_fp32(), torch.inference_mode():
+            logits = model(x)[0].float().cpu() if min(x.shape[-2:]) >= plan.receptive_field else None
+        if targets is not None:
+            classes = list(targets)
+        elif logits is not None:
+            classes = logits.topk(min(top_k, plan.num_classes)).indices.tolist()
+        else:
+            raise TextureBiasError(f"{path}: smaller than the receptive field; give --target explicitly")
+        with strict_fp32():
+            heat = class_evidence(plan, x, [classes]).cpu()[0]
+        stem = path.stem
+        used_stems[stem] = used_stems.get(stem, 0) + 1
+        if used_stems[stem] > 1:  # two files with the same name in different folders
+            stem = f"{stem}-{used_stems[stem]}"
+        image = prep.denormalize(x[0].cpu()).clamp(0, 1).permute(1, 2, 0).numpy()
+        maps, titles = [], []
+        for j, cls in enumerate(classes):
+            name = f"{stem}_{_slug(names[cls])}"
+            npy = out / f"{name}.npy"
+            with atomic_path(npy) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, heat[j].numpy())
+            fig, ax = plt.subplots(figsize=(4.2, 3.6))
+            im = plot_heatmap(ax, heat[j].numpy(), image)
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="logit")
+            ax.set_title(f"{path.name}: {names[cls]} ({cls})", fontsize=8)
+            fig_paths = save_figure(fig, out / name)
+            logit = float(logits[cls]) if logits is not None else float("nan")
+            results.append(HeatmapResult(path, cls, names[cls], logit, npy, fig_paths[0]))
+            maps.append(heat[j].numpy())
+            titles.append(f"{names[cls]} ({cls})")
+        grid_images.append(image)
+        grid_heats.append(maps)
+        grid_titles.append(titles)
+        grid_rows.append(path.name)
+    write_csv(
+        out / "heatmaps.csv",
+        (
+            {
+                "image": str(r.image),
+                "class_index": r.class_index,
+                "class_name": r.class_name,
+                "image_logit": f"{r.image_logit:.6g}",
+                "npy": r.npy.name,
+                "figure": r.figure.name,
+            }
+            for r in results
+        ),
+        ["image", "class_index", "class_name", "image_logit", "npy", "figure"],
+    )
+    if grid_images:
+        heatmap_grid(out / "grid", grid_images, grid_heats, grid_titles, grid_rows)
+    return results
