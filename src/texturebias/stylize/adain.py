@@ -211,7 +211,9 @@ class AdaIN(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.decoder.parameters()).device
+        for tensor in (*self.decoder.parameters(), *self.encoder.parameters(), *self.buffers()):
+            return tensor.device
+        return torch.device("cpu")  # parameter-free networks (tests, identity maps)
 
     def _prep(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
