@@ -15,6 +15,7 @@ its own q x q input window).
 
 from __future__ import annotations
 
+import heapq
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -487,6 +488,23 @@ def heatmap_grid(
     return save_figure(fig, stem)
 
 
+def resolve_model(
+    model: str | nn.Module, checkpoint: str | os.PathLike[str] | None, device: torch.device
+) -> tuple[nn.Module, Any, str]:
+    """(model in eval mode on ``device``, its Preprocessing, a display name) from a registry name or a module.
+
+    A module is used as given, with ImageNet preprocessing; a name is built with its pretrained weights, or
+    with ``checkpoint`` when given.
+    """
+    from texturebias.models import create_model
+    from texturebias.preprocessing import Preprocessing, resolve_preprocessing
+
+    if isinstance(model, nn.Module):
+        return model.eval().to(device), Preprocessing(), type(model).__name__
+    net = create_model(model, pretrained=checkpoint is None, checkpoint=checkpoint).to(device)
+    return net, resolve_preprocessing(model), model
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Files in, maps and figures out (what `texturebias heatmap` runs)
 
@@ -520,7 +538,7 @@ def heatmaps_for_images(
     paths: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     *,
-    model_name: str = "bagnet33",
+    model: str | nn.Module = "bagnet33",
     checkpoint: str | os.PathLike[str] | None = None,
     targets: Sequence[int] | None = None,
     top_k: int = 1,
@@ -533,7 +551,7 @@ def heatmaps_for_images(
     Args:
         paths: Image files.
         out_dir: Output folder (created).
-        model_name: A registered BagNet.
+        model: A registered BagNet's name, or a BagNet module (ImageNet preprocessing).
         checkpoint: Local weights instead of the declared pretrained ones.
         targets: Classes to explain (same for every image); ``None``: each image's ``top_k`` predicted classes.
         top_k: Predicted classes per image when ``targets`` is ``None``.
@@ -551,8 +569,6 @@ def heatmaps_for_images(
     import matplotlib.pyplot as plt
 
     from texturebias.data.images import load_image
-    from texturebias.models import create_model
-    from texturebias.preprocessing import resolve_preprocessing
     from texturebias.utils.device import resolve_device, strict_fp32
     from texturebias.utils.io import atomic_path, write_csv
     from texturebias.utils.progress import progress
@@ -560,11 +576,10 @@ def heatmaps_for_images(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
-    model = create_model(model_name, pretrained=checkpoint is None, checkpoint=checkpoint).to(dev)
+    model, prep, model_name = resolve_model(model, checkpoint, dev)
     if not is_bagnet(model):
         raise TextureBiasError(f"{model_name} is not a BagNet; heatmaps need bagnet9/17/33 or another BagNet")
     plan = DensePlan(model, precision)
-    prep = resolve_preprocessing(model_name)
     transform = prep.eval_transform(resize)
     names = _class_names(plan.num_classes)
     if targets is not None and any(not 0 <= t < plan.num_classes for t in targets):
@@ -626,3 +641,231 @@ def heatmaps_for_images(
     if grid_images:
         heatmap_grid(out / "grid", grid_images, grid_heats, grid_titles, grid_rows)
     return results
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Most informative patches (Brendel & Bethge 2019, Fig. 2)
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One q x q window of a preprocessed image and its class logit."""
+
+    logit: float
+    image: Path
+    image_label: int | None
+    y: int
+    x: int
+    pixels: np.ndarray  # q x q x 3 uint8, as the model saw it (after preprocessing, denormalised)
+
+
+@dataclass
+class PatchSearchResult:
+    """Output of :func:`informative_patches`: per class, the top-k patches from its own images and from all."""
+
+    classes: list[int]
+    own: dict[int, list[Patch]]
+    all: dict[int, list[Patch]]
+    n_images: int
+    skipped: list[tuple[str, str]]
+    files: list[Path]
+
+
+class _TopK:
+    """Bounded min-heap keeping the k largest items; ties go to the earlier image/position (deterministic)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self._heap: list[tuple[float, int, int, Any]] = []
+
+    def would_accept(self, value: float) -> bool:
+        return len(self._heap) < self.k or value > self._heap[0][0]
+
+    def push(self, value: float, order: int, payload: Any) -> None:
+        # Negative order: among equal logits the later item is "smaller", so it is the one dropped.
+        item = (value, -order, id(payload), payload)
+        if len(self._heap) < self.k:
+            heapq.heappush(self._heap, item)
+        elif item[:2] > self._heap[0][:2]:
+            heapq.heapreplace(self._heap, item)
+
+    def sorted(self) -> list[Any]:
+        return [it[3] for it in sorted(self._heap, key=lambda it: (-it[0], -it[1]))]
+
+
+def _folder_labels(classes: Sequence[str]) -> dict[str, int | None]:
+    """ImageFolder folder names (WordNet ids or indices) to ImageNet indices; unknown names map to None."""
+    from texturebias.data.imagenet import class_index
+
+    out: dict[str, int | None] = {}
+    for name in classes:
+        try:
+            out[name] = class_index(name) if (name.startswith("n") and name[1:].isdigit()) or name.isdigit() else None
+        except TextureBiasError:
+            out[name] = None
+    return out
+
+
+def informative_patches(
+    data_dir: str | os.PathLike[str],
+    classes: Sequence[int],
+    out_dir: str | os.PathLike[str],
+    *,
+    model: str | nn.Module = "bagnet33",
+    checkpoint: str | os.PathLike[str] | None = None,
+    k: int = 7,
+    batch_size: int = 16,
+    device: str = "auto",
+) -> PatchSearchResult:
+    """Stream an ImageFolder and keep, per class, the k patches with the highest class logit.
+
+    Each image is preprocessed like for evaluation (Resize 256 + CenterCrop 224); its patches are the q x q
+    windows of the BagNet's stride-8 grid (exactly the windows the model classifies). Memory is bounded by
+    per-class top-k heaps, whatever the folder size. Two rows per class as in the paper's Fig. 2: patches from
+    images *of* that class (folder = the class's WordNet id or index) and patches from all images.
+
+    Writes ``patches.csv`` (class_index, class_name, row, rank, image, image_label, y, x, size, logit),
+    ``patches.png/pdf`` (montage) and ``skipped.csv`` (unreadable images with the reason).
+
+    Args:
+        data_dir: ImageFolder root (sub-folders named by WordNet id ``n01440764`` or class index ``0``).
+        classes: ImageNet class indices to search for.
+        out_dir: Output folder.
+        model: A registered BagNet's name, or a BagNet module (ImageNet preprocessing).
+        checkpoint: Local weights instead of the declared pretrained ones.
+        k: Patches per row.
+        batch_size: Images per forward pass.
+        device: "auto", "cpu", "cuda", ...
+
+    Raises:
+        TextureBiasError: not a BagNet, bad classes, unusable folder.
+    """
+    from texturebias.data.images import index_image_folder, load_image
+    from texturebias.utils.device import resolve_device, strict_fp32
+    from texturebias.utils.io import write_csv
+    from texturebias.utils.progress import progress
+
+    if k < 1:
+        raise TextureBiasError("k must be >= 1")
+    if not classes:
+        raise TextureBiasError("give at least one class")
+    index = index_image_folder(data_dir, allow_empty_classes=True)
+    labels = _folder_labels(index.classes)
+    dev = resolve_device(device)
+    model, prep, model_name = resolve_model(model, checkpoint, dev)
+    if not is_bagnet(model):
+        raise TextureBiasError(f"{model_name} is not a BagNet; informative patches need bagnet9/17/33")
+    net: BagNet = getattr(model, "module", model)
+    if any(not 0 <= c < net.num_classes for c in classes):
+        raise TextureBiasError(f"class out of range 0..{net.num_classes - 1}")
+    classes = list(dict.fromkeys(int(c) for c in classes))
+    q, stride = net.receptive_field, net.total_stride
+    transform = prep.eval_transform("always")
+    w_sel = net.fc.weight.detach()[classes]
+    b_sel = net.fc.bias.detach()[classes]
+    own = {c: _TopK(k) for c in classes}
+    every = {c: _TopK(k) for c in classes}
+    skipped: list[tuple[str, str]] = []
+    samples = list(index.samples)
+    n_done = 0
+
+    def flush(batch: list[tuple[int, Path, int | None, torch.Tensor]]) -> None:
+        x = torch.stack([b[3] for b in batch]).to(dev)
+        with strict_fp32(), torch.inference_mode():
+            f = net.forward_features(x)
+            logits = (torch.einsum("nchw,kc->nkhw", f, w_sel) + b_sel.view(1, -1, 1, 1)).float().cpu()
+        gw = logits.shape[-1]
+        for i, (order, path, label, xi) in enumerate(batch):
+            image = None
+            for j, c in enumerate(classes):
+                vals, pos = logits[i, j].flatten().topk(min(k, logits[i, j].numel()))
+                for v, p in zip(vals.tolist(), pos.tolist(), strict=True):
+                    heaps = [every[c]] + ([own[c]] if label == c else [])
+                    heaps = [h for h in heaps if h.would_accept(v)]
+                    if not heaps:
+                        break  # values are sorted: nothing further from this image fits
+                    if image is None:
+                        image = (prep.denormalize(xi).clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+                    y, xx = (p // gw) * stride, (p % gw) * stride
+                    patch = Patch(v, path, label, y, xx, image[y : y + q, xx : xx + q].copy())
+                    for h in heaps:
+                        h.push(v, order * 1_000_000 + p, patch)
+
+    batch: list[tuple[int, Path, int | None, torch.Tensor]] = []
+    for order, (path, folder_idx) in enumerate(progress(samples, desc="patches", unit="img")):
+        try:
+            xi = transform(load_image(path))
+        except (TextureBiasError, OSError, ValueError) as exc:
+            skipped.append((str(path), str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            continue
+        batch.append((order, path, labels[index.classes[folder_idx]], xi))
+        n_done += 1
+        if len(batch) == batch_size:
+            flush(batch)
+            batch = []
+    if batch:
+        flush(batch)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = _class_names(net.num_classes)
+    result = PatchSearchResult(
+        classes=classes,
+        own={c: own[c].sorted() for c in classes},
+        all={c: every[c].sorted() for c in classes},
+        n_images=n_done,
+        skipped=skipped,
+        files=[],
+    )
+    rows = []
+    for c in classes:
+        for row_name, items in (("own", result.own[c]), ("all", result.all[c])):
+            for rank, pt in enumerate(items, 1):
+                rows.append(
+                    {
+                        "class_index": c,
+                        "class_name": names[c],
+                        "row": row_name,
+                        "rank": rank,
+                        "image": str(pt.image),
+                        "image_label": "" if pt.image_label is None else pt.image_label,
+                        "y": pt.y,
+                        "x": pt.x,
+                        "size": q,
+                        "logit": f"{pt.logit:.6g}",
+                    }
+                )
+    fields = ["class_index", "class_name", "row", "rank", "image", "image_label", "y", "x", "size", "logit"]
+    result.files.append(write_csv(out / "patches.csv", rows, fields))
+    result.files.append(
+        write_csv(out / "skipped.csv", ({"image": p, "reason": r} for p, r in skipped), ["image", "reason"])
+    )
+    result.files.extend(patch_montage(out / "patches", result, names, k))
+    return result
+
+
+def patch_montage(stem: str | os.PathLike[str], result: PatchSearchResult, names: Sequence[str], k: int) -> list[Path]:
+    """Montage of :func:`informative_patches` results: two rows per class (own images, all images), PNG + PDF."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    grid = []
+    for c in result.classes:
+        grid.append((f"{names[c]}\n(images of the class)", result.own[c]))
+        grid.append((f"{names[c]}\n(all images)", result.all[c]))
+    fig, axes = plt.subplots(len(grid), k, figsize=(1.3 * k + 1.2, 1.45 * len(grid)), squeeze=False)
+    for r, (label, items) in enumerate(grid):
+        for col in range(k):
+            ax = axes[r, col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col < len(items):
+                ax.imshow(items[col].pixels, interpolation="nearest")
+                ax.set_title(f"{items[col].logit:.2f}", fontsize=7)
+            else:
+                ax.axis("off")
+        axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    fig.tight_layout()
+    return save_figure(fig, stem)

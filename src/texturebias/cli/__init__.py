@@ -18,7 +18,7 @@ from texturebias import __version__
 
 COMMAND_MODULES: tuple[str, ...] = (
     "texturebias.cli.models",
-    "texturebias.cli.heatmap",
+    "texturebias.cli.heatmap", "texturebias.cli.patches", "texturebias.cli.correlate",
     "texturebias.cli.classify",
     "texturebias.cli.train",
     "texturebias.cli.evaluate",

@@ -1,0 +1,186 @@
+"""Logit correlation between two models over an image folder (Brendel & Bethge 2019, BagNets vs deep CNNs).
+
+The BagNet paper compares how similarly a BagNet and a standard CNN (VGG-16, ResNet-50, DenseNet-169)
+decide by correlating their logit vectors image by image. :func:`logit_correlation` computes, per image, the
+Pearson correlation of the two 1000-d logit vectors and whether the top-1 classes agree, and summarises
+them (mean, sd, median, histogram, top-1 agreement). Each model gets its own preprocessing.
+
+Outputs: ``correlation.csv`` (image, pearson_r, top1_a, top1_b, agree), ``correlation.json`` (summary),
+``correlation.png/pdf`` (histogram), ``skipped.csv`` (unreadable images and why).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from texturebias.errors import DataError, TextureBiasError
+
+__all__ = ["CorrelationSummary", "logit_correlation", "pearson_rows"]
+
+
+def pearson_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of matching rows of two N x C tensors (float64; NaN for a constant row)."""
+    a = a.double() - a.double().mean(dim=1, keepdim=True)
+    b = b.double() - b.double().mean(dim=1, keepdim=True)
+    den = a.norm(dim=1) * b.norm(dim=1)
+    r = (a * b).sum(dim=1) / den
+    return torch.where(den > 0, r, torch.full_like(r, float("nan")))
+
+
+@dataclass(frozen=True)
+class CorrelationSummary:
+    """Summary of :func:`logit_correlation` (also written as ``correlation.json``)."""
+
+    model_a: str
+    model_b: str
+    n_images: int
+    n_skipped: int
+    mean_r: float
+    sd_r: float
+    median_r: float
+    top1_agreement: float
+    histogram_edges: list[float]
+    histogram_counts: list[int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def logit_correlation(
+    data_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    model_a: str | torch.nn.Module = "bagnet33",
+    model_b: str | torch.nn.Module = "vgg16",
+    checkpoint_a: str | os.PathLike[str] | None = None,
+    checkpoint_b: str | os.PathLike[str] | None = None,
+    batch_size: int = 16,
+    limit: int | None = None,
+    device: str = "auto",
+    bins: int = 20,
+) -> CorrelationSummary:
+    """Correlate two models' logit vectors image by image over every image under ``data_dir``.
+
+    Args:
+        data_dir: Folder searched recursively for images (any layout).
+        out_dir: Output folder.
+        model_a, model_b: Registered model names or modules (same number of classes; modules get ImageNet
+            preprocessing).
+        checkpoint_a, checkpoint_b: Local weights instead of the declared pretrained ones.
+        batch_size: Images per forward pass.
+        limit: Use only the first ``limit`` images (sorted order).
+        device: "auto", "cpu", "cuda", ...
+        bins: Histogram bins over [-1, 1].
+
+    Returns:
+        The summary; per-image rows are in ``correlation.csv``.
+
+    Raises:
+        DataError: no images; TextureBiasError: models with different class counts.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from texturebias.data.images import find_images, load_image
+    from texturebias.heatmaps import resolve_model, save_figure
+    from texturebias.utils.device import resolve_device, strict_fp32
+    from texturebias.utils.io import write_csv, write_json
+    from texturebias.utils.progress import progress
+
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {root}")
+    paths = find_images(root)
+    if limit is not None:
+        paths = paths[:limit]
+    if not paths:
+        raise DataError(f"{root}: no images found")
+    dev = resolve_device(device)
+    resolved = [resolve_model(m, ck, dev) for m, ck in ((model_a, checkpoint_a), (model_b, checkpoint_b))]
+    nets = [r[0] for r in resolved]
+    transforms = [r[1].eval_transform("always") for r in resolved]
+    model_a, model_b = resolved[0][2], resolved[1][2]
+    rows: list[dict[str, Any]] = []
+    skipped: list[tuple[str, str]] = []
+    rs: list[float] = []
+    agree: list[bool] = []
+
+    def flush(batch: list[tuple[Path, torch.Tensor, torch.Tensor]]) -> None:
+        with strict_fp32(), torch.inference_mode():
+            la = nets[0](torch.stack([b[1] for b in batch]).to(dev)).float().cpu()
+            lb = nets[1](torch.stack([b[2] for b in batch]).to(dev)).float().cpu()
+        if la.shape[1] != lb.shape[1]:
+            raise TextureBiasError(f"{model_a} has {la.shape[1]} outputs but {model_b} has {lb.shape[1]}")
+        r = pearson_rows(la, lb)
+        ta, tb = la.argmax(dim=1), lb.argmax(dim=1)
+        for (path, _, _), ri, a, b in zip(batch, r.tolist(), ta.tolist(), tb.tolist(), strict=True):
+            rows.append({"image": str(path), "pearson_r": f"{ri:.6f}", "top1_a": a, "top1_b": b, "agree": int(a == b)})
+            rs.append(ri)
+            agree.append(a == b)
+
+    batch: list[tuple[Path, torch.Tensor, torch.Tensor]] = []
+    for path in progress(paths, desc="correlate", unit="img"):
+        try:
+            img = load_image(path)
+            batch.append((path, transforms[0](img), transforms[1](img)))
+        except (TextureBiasError, OSError, ValueError) as exc:
+            skipped.append((str(path), str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+            continue
+        if len(batch) == batch_size:
+            flush(batch)
+            batch = []
+    if batch:
+        flush(batch)
+    if not rs:
+        raise DataError(f"{root}: none of the {len(paths)} images could be read (see the messages above)")
+
+    arr = np.asarray(rs, dtype=np.float64)
+    finite = arr[np.isfinite(arr)]
+    counts, edges = np.histogram(finite, bins=bins, range=(-1.0, 1.0))
+    summary = CorrelationSummary(
+        model_a=model_a,
+        model_b=model_b,
+        n_images=len(rs),
+        n_skipped=len(skipped),
+        mean_r=float(finite.mean()) if finite.size else float("nan"),
+        sd_r=float(finite.std(ddof=1)) if finite.size > 1 else 0.0,
+        median_r=float(np.median(finite)) if finite.size else float("nan"),
+        top1_agreement=float(np.mean(agree)),
+        histogram_edges=[float(e) for e in edges],
+        histogram_counts=[int(c) for c in counts],
+    )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "correlation.csv", rows, ["image", "pearson_r", "top1_a", "top1_b", "agree"])
+    write_csv(out / "skipped.csv", ({"image": p, "reason": r} for p, r in skipped), ["image", "reason"])
+    write_json(out / "correlation.json", _json_safe(summary.as_dict()))
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    ax.hist(finite, bins=edges, color="#4477aa")
+    ax.axvline(summary.mean_r, color="k", lw=1, ls="--", label=f"mean r = {summary.mean_r:.3f}")
+    ax.set_xlabel(f"Pearson r of logits ({model_a} vs {model_b})")
+    ax.set_ylabel("images")
+    ax.set_title(f"n = {summary.n_images}, top-1 agreement {summary.top1_agreement:.1%}", fontsize=9)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    save_figure(fig, out / "correlation")
+    return summary
+
+
+def _json_safe(d: dict[str, Any]) -> dict[str, Any]:
+    def fix(v: Any) -> Any:
+        if isinstance(v, float) and not np.isfinite(v):
+            return None
+        if isinstance(v, Sequence) and not isinstance(v, str):
+            return [fix(x) for x in v]
+        return v
+
+    return {k: fix(v) for k, v in d.items()}
