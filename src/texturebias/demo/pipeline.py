@@ -61,8 +61,8 @@ class DemoSizes:
     epochs: int = 5
     batch_size: int = 128
     lr: float = 0.1
-    decoder_iterations: int = 1500
-    decoder_batch: int = 16
+    decoder_iterations: int = 800
+    decoder_batch: int = 8
     n_boot: int = 2000
     real_stimuli: bool = True  # run step 1 when the stimuli are found
 
@@ -78,7 +78,7 @@ QUICK = DemoSizes(
     batch_size=64,
     lr=0.05,
     decoder_iterations=30,
-    decoder_batch=8,
+    decoder_batch=4,
     n_boot=500,
     real_stimuli=False,
 )
@@ -188,7 +188,7 @@ def build_stylizer(seed: int) -> Any:
     channels = (32, 64)
     encoder, style_layers = small_vgg_encoder(channels, convs_per_stage=1, seed=seed)
     torch.manual_seed(seed)
-    decoder = mirrored_decoder(channels, convs_per_stage=2)
+    decoder = mirrored_decoder(channels, convs_per_stage=1)
     return AdaIN(encoder, decoder, style_layers=style_layers)
 
 
@@ -428,8 +428,10 @@ def run_demo(config: DemoConfig, *, on_step: Callable[[str], None] | None = None
     data_root = out / "data"
     with step("generate the shapes x textures world"):
         folders = make_datasets(data_root, seed, sizes)
-        samples = {k: [world.make_sample(k, i, seed, split="test") for i in range(16)] for k in
-                   ("natural", "randomised", "cue-conflict", "silhouettes")}  # fmt: skip
+        # Every third cue-conflict index: the examples then span several shapes and textures.
+        kinds = ("natural", "randomised", "cue-conflict", "silhouettes")
+        samples = {k: [world.make_sample(k, i * (3 if k == "cue-conflict" else 1), seed, split="test")
+                       for i in range(16)] for k in kinds}  # fmt: skip
     # 2b. Stylization.
     with step("train the AdaIN decoder and stylize"):
         stylized, decoder_path = make_stylized(folders, data_root, seed, sizes)
@@ -499,6 +501,7 @@ def run_demo(config: DemoConfig, *, on_step: Callable[[str], None] | None = None
             },
             "chance": CHANCE,
         }
+    commands["analyze trials"] = f"texturebias analyze {trials_dir}"
     summary["accuracy"] = grid
     summary["shape_bias"] = bias
     summary["probes"] = probes
