@@ -25,7 +25,6 @@ API: :func:`index_dataset`, :func:`evaluate_dataset` (model → trial table), :f
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Sequence
@@ -39,7 +38,6 @@ from texturebias.data.images import find_images
 from texturebias.errors import DataError
 from texturebias.evaluate.mapping import CATEGORIES, Aggregation
 from texturebias.evaluate.trials import (
-    TRIAL_COLUMNS,
     canonical_condition,
     model_imagename,
     read_trials,
@@ -194,70 +192,28 @@ def evaluate_dataset(
         precision: "fp32" or "bf16" (CPU AMX / GPU) or "fp16" (GPU).
         model: An already built ``nn.Module`` to use instead of creating ``model_name`` (tests, notebooks).
     """
-    images = index_dataset(root, name)
-    decisions = _decide([d.path for d in images], model_name, checkpoint=checkpoint, mapping=mapping,
-                        aggregation=aggregation, batch_size=batch_size, device=device, precision=precision,
-                        model=model, desc=name or Path(root).name)  # fmt: skip
-    return pd.DataFrame(
-        {
-            "subj": subject or model_name,
-            "session": [d.session for d in images],
-            "trial": np.arange(1, len(images) + 1),
-            "rt": math.nan,
-            "object_response": decisions,
-            "category": [d.category for d in images],
-            "condition": [d.condition.lower() for d in images],
-            "imagename": [d.imagename for d in images],
-        },
-        columns=list(TRIAL_COLUMNS),
-    )
-
-
-def _decide(
-    paths: Sequence[Path],
-    model_name: str,
-    *,
-    checkpoint: str | os.PathLike[str] | None,
-    mapping: str | None,
-    aggregation: Aggregation,
-    batch_size: int,
-    device: str,
-    precision: str,
-    model: object | None,
-    desc: str,
-) -> list[str]:
-    import torch
-
-    from texturebias.data.images import load_image
-    from texturebias.evaluate.mapping import logits_to_decisions, resolve_mapping
+    from texturebias.evaluate.cue_conflict import classify_stimuli
     from texturebias.models import create_model
     from texturebias.preprocessing import Preprocessing, resolve_preprocessing
-    from texturebias.utils.device import autocast, resolve_device
-    from texturebias.utils.progress import progress
 
-    dev = resolve_device(device)
+    images = index_dataset(root, name)
     if model is None:
         model = create_model(model_name, pretrained=checkpoint is None, checkpoint=checkpoint)
-        transform = resolve_preprocessing(model_name).eval_transform("auto")
+        preprocessing = resolve_preprocessing(model_name)
     else:
-        transform = Preprocessing().eval_transform("auto")
-    net = model.to(dev).eval()  # type: ignore[attr-defined]
-    if dev.type == "cpu" and precision == "bf16":
-        net = net.to(memory_format=torch.channels_last)
-    resolved = None
-    out: list[str] = []
-    with torch.inference_mode():
-        for start in progress(range(0, len(paths), batch_size), desc=desc, unit="batch"):
-            x = torch.stack([transform(load_image(p)) for p in paths[start : start + batch_size]]).to(dev)
-            if dev.type == "cpu" and precision == "bf16":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(dev, precision):  # type: ignore[arg-type]
-                logits = net(x)
-            if resolved is None:
-                resolved = resolve_mapping(mapping, int(logits.shape[-1]))
-            decisions, _ = logits_to_decisions(logits.float(), resolved, aggregation)
-            out.extend(decisions)
-    return out
+        preprocessing = Preprocessing()
+    stimuli = pd.DataFrame(
+        {"path": [d.path for d in images], "category": [d.category for d in images],
+         "stimulus": [d.path.name for d in images]}
+    )  # fmt: skip
+    # The shared decision loop of the cue-conflict evaluation; conditions and names come from our index.
+    trials = classify_stimuli(model, preprocessing, stimuli, name=subject or model_name,  # type: ignore[arg-type]
+                              set_name=name or Path(root).name, mapping=mapping, aggregation=aggregation,
+                              batch_size=batch_size, device=device, precision=precision)  # fmt: skip
+    trials["session"] = [d.session for d in images]
+    trials["condition"] = [d.condition.lower() for d in images]
+    trials["imagename"] = [d.imagename for d in images]
+    return trials
 
 
 # ------------------------------------------------------------------------------------------------------------
