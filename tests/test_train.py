@@ -229,6 +229,36 @@ def test_any_registered_model_trains_with_bf16_channels_last_and_new_head(
     assert torch.equal(model.conv1.weight, result.model.conv1.weight.float())
 
 
+def test_on_the_fly_stylization_sees_unnormalised_images_and_trains(folders: dict[str, Path], tmp_path: Path) -> None:
+    from texturebias.train.loop import Trainer
+
+    pre = Preprocessing(input_size=32, resize_size=32)
+    seen: list[torch.Tensor] = []
+
+    def record(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        seen.append(x.clone())
+        return torch.zeros_like(x) + torch.rand((), generator=gen)
+
+    model = TinyCNN(4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    trainer = Trainer(model, opt, device=torch.device("cpu"), num_classes=4, batch_augment=record, preprocessing=pre)
+    pixels = torch.rand(2, 3, 32, 32)
+    trainer.step(pre.normalize(pixels), torch.tensor([0, 1]), epoch=1, index=3)
+    torch.testing.assert_close(seen[0], pixels)  # the stylizer gets [0, 1] RGB, not normalised tensors
+
+    # A tiny stylizer through the API (the official VGG/decoder weights are downloads).
+    pytest.importorskip("texturebias.stylize.augment")
+    from texturebias.stylize.adain import AdaIN
+    from texturebias.stylize.augment import StyleAugment
+    from texturebias.stylize.networks import mirrored_decoder, small_vgg_encoder
+
+    encoder, layers = small_vgg_encoder((8, 16), seed=0)
+    augment = StyleAugment(AdaIN(encoder, mirrored_decoder((8, 16)), style_layers=layers), None, p=1.0,
+                           source="batch")  # fmt: skip
+    result = train(tiny_config(folders, tmp_path / "sty", epochs=1), style_augment=augment)
+    assert np.isfinite(result.metrics[0]["train_loss"])
+
+
 def test_label_mapping_for_evaluation() -> None:
     assert label_map_for(["b", "c"], 3, ["a", "b", "c"]).tolist() == [1, 2]
     assert label_map_for(["n01440764", "n01443537"], 1000, None).tolist() == [0, 1]

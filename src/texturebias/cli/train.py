@@ -71,7 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--input-size", type=positive_int, help="crop size (default: the model's)")
     p.add_argument("--stylize-prob", type=unit_float, help="probability of stylising a training image on the fly")
-    p.add_argument("--style-dir", type=Path, metavar="DIR", help="style images for --stylize-prob")
+    p.add_argument(
+        "--style-dir", type=Path, metavar="DIR", help="style images for --stylize-prob (default: styles from the batch)"
+    )
+    p.add_argument("--stylize-vgg", type=Path, metavar="PATH", help="local vgg_normalised.pth (default: download)")
+    p.add_argument("--stylize-decoder", type=Path, metavar="PATH", help="local AdaIN decoder (default: download)")
     p.add_argument("--device", help="auto (default), cpu, cuda")
     p.set_defaults(func=run, pretrained=None)
 
@@ -79,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 _OVERRIDES = (
     "model", "data", "val", "recipe", "epochs", "batch_size", "lr", "momentum", "weight_decay", "lr_steps",
     "lr_gamma", "workers", "pretrained", "init", "precision", "channels_last", "seed", "log_every", "tensorboard",
-    "augment", "input_size", "stylize_prob", "style_dir", "device",
+    "augment", "input_size", "stylize_prob", "style_dir", "stylize_vgg", "stylize_decoder", "device",
 )  # fmt: skip
 
 

@@ -116,8 +116,6 @@ class ImageDataset(Dataset):
         images: The indexed files and labels.
         transform: PIL image → tensor.
         seed: Base seed of the augmentation; ``None`` for a deterministic (eval) transform.
-        image_hook: Optional ``(image, rng_seed) -> image`` applied before ``transform`` (on-the-fly
-            stylisation).
     """
 
     def __init__(
@@ -126,12 +124,10 @@ class ImageDataset(Dataset):
         transform: Callable[[Any], torch.Tensor],
         *,
         seed: int | None = None,
-        image_hook: Callable[[Any, int], Any] | None = None,
     ) -> None:
         self.images = images
         self.transform = transform
         self.seed = seed
-        self.image_hook = image_hook
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -151,8 +147,6 @@ class ImageDataset(Dataset):
         # sample's augmentation is a function of (seed, epoch, index) only and the caller's RNG is untouched.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(sample_seed)
-            if self.image_hook is not None:
-                img = self.image_hook(img, sample_seed)
             x = self.transform(img)
         return x, label
 

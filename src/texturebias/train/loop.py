@@ -12,7 +12,7 @@ import dataclasses
 import math
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from texturebias.errors import CheckpointError, TextureBiasError
 from texturebias.evaluate.imagenet import MetricAccumulator, score_batches
+from texturebias.models import create_model
 from texturebias.preprocessing import Preprocessing, resolve_preprocessing
 from texturebias.train.data import ImageDataset, LabeledImages, ShardSampler, index_training_folders, train_transform
 from texturebias.train.recipes import TrainConfig, resolve_config
@@ -33,7 +34,7 @@ from texturebias.utils.device import autocast, resolve_device
 from texturebias.utils.distributed import DistInfo, barrier, init_distributed
 from texturebias.utils.io import save_torch, write_csv, write_json
 from texturebias.utils.progress import get_logger, progress
-from texturebias.utils.seed import seed_everything
+from texturebias.utils.seed import seed_everything, stable_hash
 
 CHECKPOINT_FORMAT = "texturebias-train-v1"
 METRICS_FIELDS = (
@@ -139,8 +140,6 @@ def _num_outputs(model: nn.Module) -> int | None:
 
 def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
     """The model to train: from scratch, from its pretrained weights, or from ``config.init``; head resized."""
-    from texturebias.models import create_model
-
     kw = dict(config.model_kwargs)
     if config.init is not None:
         model = create_model(config.model, checkpoint=config.init, **kw)
@@ -198,6 +197,13 @@ class Trainer:
 
     ``model`` may be DDP-wrapped; gradients are averaged across ranks by DDP, so with equal per-rank batches
     a step equals the single-process step on the global batch.
+
+    Args:
+        batch_augment: Optional ``(images in [0, 1], generator) -> images`` applied on the device before the
+            forward pass (on-the-fly stylisation, :class:`~texturebias.stylize.augment.StyleAugment`); needs
+            ``preprocessing`` to undo and redo the mean/std normalisation.
+        seed: Seeds the generator of ``batch_augment`` per (seed, epoch, step, rank).
+        rank: This process's rank.
     """
 
     def __init__(
@@ -210,7 +216,13 @@ class Trainer:
         channels_last: bool = False,
         num_classes: int,
         scaler: torch.amp.GradScaler | None = None,
+        batch_augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+        preprocessing: Preprocessing | None = None,
+        seed: int = 0,
+        rank: int = 0,
     ) -> None:
+        if batch_augment is not None and preprocessing is None:
+            raise ValueError("batch_augment needs the preprocessing (to undo the normalisation)")
         self.model = model
         self.optimizer = optimizer
         self.device = device
@@ -218,11 +230,29 @@ class Trainer:
         self.channels_last = channels_last
         self.num_classes = num_classes
         self.scaler = scaler or torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self.batch_augment = batch_augment
+        self.preprocessing = preprocessing
+        self.seed = seed
+        self.rank = rank
 
-    def step(self, images: torch.Tensor, labels: torch.Tensor, acc: MetricAccumulator | None = None) -> torch.Tensor:
-        """Forward, backward and SGD update on one batch; returns the (detached) mean loss."""
+    def step(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        acc: MetricAccumulator | None = None,
+        *,
+        epoch: int = 0,
+        index: int = 0,
+    ) -> torch.Tensor:
+        """Forward, backward and SGD update on batch ``index`` of ``epoch``; returns the (detached) mean loss."""
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
+        if self.batch_augment is not None:
+            assert self.preprocessing is not None
+            gen = torch.Generator().manual_seed(
+                stable_hash("batch-augment", self.seed, epoch, index, self.rank) % 2**63
+            )
+            images = self.preprocessing.normalize(self.batch_augment(self.preprocessing.denormalize(images), gen))
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.precision):  # type: ignore[arg-type]
@@ -245,7 +275,7 @@ class Trainer:
         acc = MetricAccumulator(self.num_classes, self.device)
         bar = progress(batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False)
         for i, (images, labels) in enumerate(bar):
-            loss = self.step(images, labels, acc)
+            loss = self.step(images, labels, acc, epoch=epoch, index=i)
             if log_every and (i + 1) % log_every == 0:
                 value = float(loss.item())
                 if not math.isfinite(value):
@@ -278,12 +308,17 @@ def _check_resume_config(saved: dict[str, Any], current: TrainConfig) -> None:
         raise CheckpointError("cannot resume with a different setup (" + "; ".join(diffs) + ")")
 
 
-def train(config: TrainConfig) -> TrainResult:
+def train(config: TrainConfig, *, style_augment: nn.Module | None = None) -> TrainResult:
     """Train a registered model on ImageFolder data; see the package docstring for the outputs.
 
     Works in one process and unchanged under ``torchrun`` (DDP; NCCL on GPU, gloo on CPU). Only rank 0
     writes files. With a fixed seed on CPU the result is bitwise reproducible, including across
     ``resume``.
+
+    Args:
+        config: The run's configuration; unset fields come from the recipe (:func:`resolve_config`).
+        style_augment: A ready :class:`~texturebias.stylize.augment.StyleAugment` (e.g. with a small custom
+            stylizer) used instead of building one from ``config.stylize_*``.
 
     Raises:
         TextureBiasError: bad configuration, bad data folders, unusable checkpoint, or an ``out`` folder that
@@ -293,13 +328,13 @@ def train(config: TrainConfig) -> TrainResult:
     info = init_distributed()
     own_group = info.distributed  # we destroy what init_distributed created
     try:
-        return _train(cfg, info)
+        return _train(cfg, info, style_augment)
     finally:
         if own_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
+def _train(cfg: TrainConfig, info: DistInfo, style_augment: nn.Module | None) -> TrainResult:
     if cfg.batch_size % info.world_size:
         raise TextureBiasError(f"global batch {cfg.batch_size} is not divisible by {info.world_size} processes")
     device = _training_device(cfg, info)
@@ -314,21 +349,18 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
     if cfg.resume and not last_path.is_file():
         raise TextureBiasError(f"nothing to resume: {last_path} not found")
 
-    writer = None
-    if cfg.tensorboard and info.is_main:
+    if cfg.tensorboard:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise TextureBiasError("--tensorboard needs the tensorboard package (pip install tensorboard)") from None
-        writer = SummaryWriter(str(out / "tensorboard"))
 
     # Data (every rank indexes the folders itself: cheap, and no broadcast of file lists is needed).
     train_images = index_training_folders(cfg.data)
     val_images = index_training_folders([cfg.val], classes=train_images.classes) if cfg.val is not None else None
     classes = train_images.classes
     pre = effective_preprocessing(cfg)
-    image_hook = _stylize_hook(cfg) if cfg.stylize_prob > 0 else None
-    train_set = ImageDataset(train_images, train_transform(pre, cfg.augment), seed=cfg.seed, image_hook=image_hook)
+    train_set = ImageDataset(train_images, train_transform(pre, cfg.augment), seed=cfg.seed)
     local_batch = cfg.batch_size // info.world_size
     sampler = torch.utils.data.DistributedSampler(
         train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=False
@@ -349,7 +381,11 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
     seed_everything(cfg.seed)
     if not info.is_main:
         barrier()  # let rank 0 download/verify pretrained weights into the cache first
-    model = build_model(cfg, len(classes))
+    if cfg.resume:
+        # The checkpoint replaces every weight: do not fetch pretrained weights or read --init again.
+        model = create_model(cfg.model, num_classes=len(classes), **cfg.model_kwargs)
+    else:
+        model = build_model(cfg, len(classes))
     if info.is_main:
         barrier()
     model.to(device)
@@ -380,14 +416,22 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
         if info.is_main:
             log.info("resuming %s after epoch %d", out, start_epoch)
 
+    writer = None
     if info.is_main:
         _write_config(out / "config.json", cfg, info, classes, pre, train_images)
+        if cfg.tensorboard:
+            writer = SummaryWriter(str(out / "tensorboard"))
 
     ddp_model: nn.Module = model
     if info.distributed:
         ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if style_augment is None and cfg.stylize_prob > 0:
+        style_augment = build_style_augment(cfg, device, pre.input_size)
+    if style_augment is not None:
+        style_augment.to(device)
     trainer = Trainer(ddp_model, optimizer, device=device, precision=cfg.precision, channels_last=cfg.channels_last,
-                      num_classes=len(classes), scaler=scaler)  # fmt: skip
+                      num_classes=len(classes), scaler=scaler, batch_augment=style_augment, preprocessing=pre,
+                      seed=cfg.seed, rank=info.rank)  # fmt: skip
 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -413,6 +457,10 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
             "images_per_s": tr.n / train_time if train_time > 0 else 0.0,
         }  # fmt: skip
         improved = False
+        if info.distributed:
+            # BatchNorm running statistics differ per rank after the last step: validate (and save) rank 0's.
+            for buffer in model.buffers():
+                dist.broadcast(buffer, 0)
         if val_loader is not None:
             vacc = score_batches(model, val_loader, num_labels=len(classes), device=device, precision=cfg.precision,
                                  channels_last=cfg.channels_last, desc="validate")  # fmt: skip
@@ -508,6 +556,16 @@ def _load_training_checkpoint(path: Path) -> dict[str, Any]:
     return ck
 
 
-def _stylize_hook(cfg: TrainConfig) -> Any:
-    """On-the-fly stylisation with probability ``cfg.stylize_prob`` (needs :mod:`texturebias.stylize`)."""
-    raise TextureBiasError("on-the-fly stylisation is not available in this version (texturebias.stylize missing)")
+def build_style_augment(cfg: TrainConfig, device: torch.device, size: int) -> nn.Module:
+    """The on-the-fly stylizer of ``cfg``: official AdaIN networks, styles from ``style_dir`` or from the batch."""
+    from texturebias.stylize.adain import AdaIN
+    from texturebias.stylize.augment import StyleAugment, style_bank
+    from texturebias.stylize.builder import list_styles
+
+    precision = "bf16" if cfg.precision == "bf16" else "fp32"
+    model = AdaIN.from_checkpoints(cfg.stylize_vgg, cfg.stylize_decoder, device=device, precision=precision,
+                                   channels_last=cfg.channels_last)  # fmt: skip
+    if cfg.style_dir is None:
+        return StyleAugment(model, None, p=cfg.stylize_prob, alpha=1.0, source="batch")
+    styles = list_styles(cfg.style_dir, min_size=size)
+    return StyleAugment(model, style_bank(model, list(styles.paths), size=size), p=cfg.stylize_prob, alpha=1.0)

@@ -94,8 +94,12 @@ class TrainConfig:
         augment: ``standard`` (RandomResizedCrop + flip), ``flip`` (eval resize/crop + flip) or ``none``.
         input_size: Training/eval crop size; default: the model's preprocessing (224 for ImageNet models).
         resize_size: Eval resize before the centre crop; default: the model's, scaled with ``input_size``.
-        stylize_prob: Probability of stylising a training image on the fly (needs ``style_dir``).
-        style_dir: Folder of style images for on-the-fly stylisation.
+        stylize_prob: Probability of stylising a training image on the fly (AdaIN, batched on the device,
+            :class:`texturebias.stylize.augment.StyleAugment`); 0 disables it.
+        style_dir: Folder of style images for on-the-fly stylisation; ``None`` takes each stylised image's
+            style from another image of the same batch.
+        stylize_vgg: Local ``vgg_normalised.pth`` for the stylizer (``None``: the declared download).
+        stylize_decoder: Local AdaIN decoder weights (``None``: the declared download).
         device: ``auto``, ``cpu``, ``cuda`` (under torchrun every process uses ``cuda:LOCAL_RANK``).
         model_kwargs: Extra keyword arguments for the model builder.
     """
@@ -126,6 +130,8 @@ class TrainConfig:
     resize_size: int | None = None
     stylize_prob: float = 0.0
     style_dir: Path | None = None
+    stylize_vgg: Path | None = None
+    stylize_decoder: Path | None = None
     device: str = "auto"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -147,7 +153,7 @@ class TrainConfig:
         kw = dict(obj)
         kw["data"] = [Path(p) for p in kw["data"]]
         kw["out"] = Path(kw["out"])
-        for key in ("val", "init", "style_dir"):
+        for key in ("val", "init", "style_dir", "stylize_vgg", "stylize_decoder"):
             kw[key] = Path(kw[key]) if kw.get(key) is not None else None
         if kw.get("lr_steps") is not None:
             kw["lr_steps"] = tuple(int(s) for s in kw["lr_steps"])
@@ -213,8 +219,6 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         raise TextureBiasError(f"unknown precision {c.precision!r}; choose fp32, bf16 or fp16")
     if not 0.0 <= c.stylize_prob <= 1.0:
         raise TextureBiasError(f"stylize probability must be in [0, 1], got {c.stylize_prob}")
-    if c.stylize_prob > 0 and c.style_dir is None:
-        raise TextureBiasError("on-the-fly stylisation needs a folder of style images (--style-dir)")
     if c.workers < 0:
         raise TextureBiasError("workers must be >= 0")
     return c
