@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "texturebias.cli.shape_bias", "texturebias.cli.analyze", "texturebias.cli.data",
     "texturebias.cli.demo",
     "texturebias.cli.stylize", "texturebias.cli.train_decoder",
+    "texturebias.cli.robustness",
 )
 
 

@@ -23,11 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     p.add_argument("--per-subject", action="store_true", help="do not pool human subjects")
     p.add_argument("--per-category", action="store_true", help="also print per-category values in the table")
+    p.add_argument("--accuracy", action="store_true",
+                   help="print 16-class accuracy per condition instead of the shape bias (any trial CSVs)")  # fmt: skip
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from texturebias.evaluate.metrics import analyze_trials
+
+    if args.accuracy:
+        return run_accuracy(args)
 
     results = analyze_trials(args.paths, pool_humans=not args.per_subject)
     payload = {who: sb.to_dict() for who, sb in results.items()}
@@ -50,3 +55,20 @@ def print_table(payload: dict[str, dict], *, per_category: bool = False) -> None
         if per_category:
             for cat, v in d["per_category"].items():
                 print(f"    {cat:<24} {_fmt(v)}")
+
+
+def run_accuracy(args: argparse.Namespace) -> int:
+    """``analyze --accuracy``: accuracy per (decision maker, condition)."""
+    from texturebias.evaluate.benchmark import accuracy_report
+
+    table = accuracy_report(args.paths, pool_humans=not args.per_subject)
+    if args.json:
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        for row in table.itertuples(index=False):
+            out.setdefault(row.subj, {})[str(row.condition)] = {"accuracy": float(row.accuracy), "n": int(row.n)}
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{'decision maker':<28} {'condition':>12} {'n':>7} {'accuracy':>10}")
+    for row in table.itertuples(index=False):
+        print(f"{row.subj:<28} {str(row.condition):>12} {row.n:>7} {_fmt(row.accuracy)}")
+    return 0

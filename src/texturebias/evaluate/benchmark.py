@@ -252,6 +252,30 @@ def accuracy_by_condition(trials: pd.DataFrame, conditions: Sequence[str] | None
     return table[["subj", "condition", "n", "correct", "accuracy"]].reset_index(drop=True)
 
 
+def accuracy_report(paths: Sequence[str | os.PathLike[str]], *, pool_humans: bool = True) -> pd.DataFrame:
+    """Accuracy per condition from any trial CSVs (``texturebias analyze --accuracy``).
+
+    Args:
+        paths: Trial CSV files or folders (humans and/or models, human schema).
+        pool_humans: Pool the human subjects (``subject-NN``) into one decision maker ``humans``.
+
+    Returns:
+        ``subj, condition, n, correct, accuracy``; conditions in the order of the distortion registry when all
+        of them belong to one known distortion, else in order of appearance.
+    """
+    from texturebias.evaluate.distortions import DISTORTIONS
+    from texturebias.evaluate.trials import is_human
+
+    trials = read_trials(list(paths))
+    if pool_humans:
+        trials = trials.assign(subj=[("humans" if is_human(s) else s) for s in trials["subj"]])
+    found = {canonical_condition(c) for c in trials["condition"]}
+    for dist in DISTORTIONS.values():
+        if found <= {canonical_condition(c) for c in dist.conditions} and len(found) > 1:
+            return accuracy_by_condition(trials, dist.conditions)
+    return accuracy_by_condition(trials)
+
+
 def dataset_scores(model_trials: pd.DataFrame, human_trials: pd.DataFrame, dataset: str) -> dict[str, float]:
     """The benchmark metrics of one decision maker on one dataset.
 

@@ -876,3 +876,97 @@ def distort_image(
     """Apply distortion ``name`` at ``condition`` (any spelling :func:`normalise_condition` accepts)."""
     dist = get_distortion(name, phase_mode=phase_mode)
     return dist.apply(img, dist.normalise_condition(condition), rng)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Distorting a whole dataset folder
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _mvh_layout(name: str, stem: str, ext: str) -> str:
+    # Output names are complete model-vs-human image names; every file goes into dnn/session-1/.
+    return f"dnn/session-1/{name}.{ext}"
+
+
+def _center_224(img: Image.Image, size: int) -> Image.Image:
+    if size <= 0 or img.size == (size, size):
+        return img
+    import torchvision.transforms as T
+
+    resize = T.Resize(round(size * 256 / 224), interpolation=T.InterpolationMode.BILINEAR)
+    return T.CenterCrop(size)(resize(img))
+
+
+def distort_folder(
+    data_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    distortion: str,
+    *,
+    levels: Sequence[str] | None = None,
+    seed: int = 0,
+    size: int = 224,
+    phase_mode: PhaseMode = "faithful",
+    image_format: str = "png",
+    batch_size: int = 16,
+    workers: int = 0,
+    limit: int | None = None,
+):  # -> FolderJobSummary (imported lazily: folder_job imports torch)
+    """Write a distorted copy of an ImageFolder at every level, laid out like a model-vs-human release.
+
+    Every input ``<category>/<file>`` becomes, per level,
+    ``OUT/dnn/session-1/<nnnn>_<code>_dnn_<condition>_<category>_00_<file stem>.png`` (underscores in the
+    category are replaced by ``-`` so the name parses), so the output can be evaluated with
+    ``texturebias benchmark`` exactly like the release tarballs. Inputs are first brought to ``size``×``size``
+    (Resize(256) + CenterCrop(224) for 224; ``size=0`` keeps them as they are). Randomness is seeded per
+    (seed, input path, distortion, level); the folder job (:mod:`texturebias.data.folder_job`) provides
+    ``manifest.csv``, ``failed.csv``, atomic writes and resume.
+
+    Args:
+        data_dir: Input ImageFolder.
+        out_dir: Output folder.
+        distortion: Distortion name.
+        levels: Conditions (any accepted spelling); default all of the distortion's.
+        seed: Job seed.
+        size: Working size (224, as the experiments; 0 keeps the input size).
+        phase_mode: Phase scrambling: "faithful" or "corrected".
+        image_format: "png" (default) or "jpg".
+        batch_size, workers, limit: Passed to :func:`~texturebias.data.folder_job.run_folder_job`.
+
+    Returns:
+        The folder job's summary.
+    """
+    from texturebias.data.folder_job import ItemResult, run_folder_job
+
+    dist = get_distortion(distortion, phase_mode=phase_mode)
+    conditions = [dist.normalise_condition(c) for c in levels] if levels else list(dist.conditions)
+    n_levels = len(conditions)
+
+    def process(items: list, images: list) -> list:
+        results = []
+        for item, pil in zip(items, images, strict=True):
+            arr = np.asarray(_center_224(pil, size), dtype=np.float64) / 255.0
+            parts = item.relpath.split("/")
+            category = (parts[0] if len(parts) > 1 else "none").replace("_", "-")
+            stem = Path(parts[-1]).stem
+            outputs, seeds = {}, {}
+            for j, cond in enumerate(conditions):
+                trial = item.index * n_levels + j + 1
+                name = f"{trial:04d}_{dist.code}_dnn_{cond}_{category}_00_{stem}"
+                outputs[name] = to_uint8(dist.apply(arr, cond, item.rng(dist.name, cond)))
+                seeds[name] = item.seed(dist.name, cond)
+            results.append(ItemResult(outputs=outputs, info={"seed": seeds}))
+        return results
+
+    return run_folder_job(
+        data_dir,
+        out_dir,
+        process,
+        seed=seed,
+        batch_size=batch_size,
+        workers=workers,
+        image_format=image_format,
+        layout=_mvh_layout,
+        manifest_fields=["seed"],
+        desc=f"distort {dist.name}",
+        limit=limit,
+    )
