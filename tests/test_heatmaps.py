@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -113,3 +114,100 @@ def test_bad_inputs_are_clear_errors():
         class_evidence(model, torch.zeros(1, 1, 8, 8), 0)
     with pytest.raises(TextureBiasError, match="not inside"):
         class_evidence(model, torch.zeros(1, 3, 8, 8), 0, window=(4, 4, 8, 8))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Figures, CLI, informative patches
+
+
+def _image_folder(root, sizes=((40, 52), (64, 64), (33, 90)), folders=("n01440764", "7", "unknown")):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for f_i, folder in enumerate(folders):
+        (root / folder).mkdir(parents=True)
+        for s_i, (h, w) in enumerate(sizes):
+            p = root / folder / f"img{f_i}{s_i}.png"
+            Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(p)
+            paths.append(p)
+    (root / folders[0] / "broken.jpg").write_bytes(b"not a jpeg")
+    return paths
+
+
+def test_topk_heap_keeps_largest_with_deterministic_ties():
+    from texturebias.heatmaps import _TopK
+
+    values = [3.0, 1.0, 5.0, 5.0, 2.0, 5.0, 4.0]
+    heap = _TopK(3)
+    for order, v in enumerate(values):
+        heap.push(v, order, (v, order))
+    # Three 5.0s tie: the earliest ones win, in input order.
+    assert heap.sorted() == [(5.0, 2), (5.0, 3), (5.0, 5)]
+
+
+def test_informative_patches_are_the_top_windows(tmp_path):
+    import csv
+
+    from texturebias.heatmaps import informative_patches
+    from texturebias.preprocessing import Preprocessing
+
+    model = _tiny(seed=5, num_classes=1000)
+    _image_folder(tmp_path / "data")
+    result = informative_patches(tmp_path / "data", [0, 7], tmp_path / "out", model=model, k=4, batch_size=4)
+    assert result.n_images == 9
+    assert [s[0].endswith("broken.jpg") for s in result.skipped] == [True]
+    # Brute force over every window of every image: the "all" row is the global top-4.
+    prep, q, s = Preprocessing(), model.receptive_field, model.total_stride
+    transform = prep.eval_transform("always")
+    from texturebias.data.images import find_images, load_image
+
+    scored = []
+    for path in find_images(tmp_path / "data"):
+        if path.name == "broken.jpg":
+            continue
+        with torch.no_grad():
+            logits = model.forward_patch_logits(transform(load_image(path)).unsqueeze(0))[0, 0]
+        for (i, j), v in np.ndenumerate(logits.numpy()):
+            scored.append((float(v), path.parent.name, i * s, j * s))
+    scored.sort(key=lambda t: -t[0])
+    assert [round(p.logit, 4) for p in result.all[0]] == [round(t[0], 4) for t in scored[:4]]
+    own = [t for t in scored if t[1] == "n01440764"][:4]  # tench = class 0 = folder n01440764
+    assert [(p.y, p.x) for p in result.own[0]] == [(t[2], t[3]) for t in own]
+    assert all(p.image_label == 7 for p in result.own[7]) and all(p.pixels.shape == (q, q, 3) for p in result.all[7])
+    rows = list(csv.DictReader(open(tmp_path / "out" / "patches.csv")))
+    assert len(rows) == 2 * 2 * 4 and rows[0]["row"] == "own" and rows[0]["class_name"] == "tench"
+    assert (tmp_path / "out" / "patches.png").stat().st_size > 0 and (tmp_path / "out" / "patches.pdf").exists()
+    skipped = list(csv.DictReader(open(tmp_path / "out" / "skipped.csv")))
+    assert len(skipped) == 1 and skipped[0]["reason"]
+
+
+def test_heatmap_cli_writes_maps_and_figures(fixtures_dir, tmp_path):
+    from PIL import Image
+
+    from texturebias.cli import main
+    from texturebias.preprocessing import Preprocessing
+    from texturebias.utils.io import save_torch
+
+    save_torch(tmp_path / "b9.pth", detinit_state_dict(fixtures_dir / "bagnet" / "keys_bagnet9.json", gain=1.0))
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (20, 26, 3), dtype=np.uint8)).save(tmp_path / "small.png")
+    argv = ["heatmap", str(tmp_path / "small.png"), "--model", "bagnet9", "--checkpoint", str(tmp_path / "b9.pth")]
+    assert main([*argv, "--target", "tench,7", "--resize", "never", "--out", str(tmp_path / "out")]) == 0
+    heat = np.load(tmp_path / "out" / "small_tench.npy")
+    assert heat.shape == (20, 26)
+    model = create_model("bagnet9", checkpoint=tmp_path / "b9.pth")
+    x = Preprocessing().eval_transform("never")(Image.open(tmp_path / "small.png").convert("RGB")).unsqueeze(0)
+    np.testing.assert_allclose(heat, class_evidence(model, x, 0)[0].numpy(), rtol=1e-5, atol=1e-5)
+    for name in ("small_cock.npy", "small_cock.png", "small_cock.pdf", "grid.png", "grid.pdf", "heatmaps.csv"):
+        assert (tmp_path / "out" / name).is_file(), name
+    # A non-BagNet, an unknown class: one clear message, exit 1.
+    assert main([*argv, "--target", "no such class", "--out", str(tmp_path / "o2")]) == 1
+
+
+def test_heat_limit_is_the_99th_percentile():
+    from texturebias.heatmaps import heat_limit
+
+    heat = np.concatenate([np.linspace(-1, 1, 10_000), [1000.0]])
+    assert heat_limit(heat) == pytest.approx(np.percentile(np.abs(heat), 99))
+    assert heat_limit(np.zeros((3, 3))) > 0

@@ -423,8 +423,8 @@ def plot_heatmap(
     lim = heat_limit(h, percentile)
     im = ax.imshow(h, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="none")
     if image is not None and image.shape[:2] == h.shape:
-        greys = plt.get_cmap("Greys_r").copy()
-        greys.set_bad(alpha=0)
+        # Edges are 1 (dark in "Greys"; with alpha they read as grey), everything else NaN = transparent.
+        greys = plt.get_cmap("Greys").with_extremes(bad=(0, 0, 0, 0))
         ax.imshow(image_edges(image), cmap=greys, alpha=edge_alpha, interpolation="none", vmin=0, vmax=1)
     ax.set_xticks([])
     ax.set_yticks([])

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     results = heatmaps_for_images(
         paths,
         args.out,
-        model_name=args.model,
+        model=args.model,
         checkpoint=args.checkpoint,
         targets=targets,
         top_k=args.top,
