@@ -204,6 +204,24 @@ def cohens_kappa(correct_a: Iterable[bool], correct_b: Iterable[bool]) -> float:
     return (c_obs - c_exp) / (1.0 - c_exp)
 
 
+def _keyed(df: pd.DataFrame) -> pd.DataFrame:
+    """``condition`` (canonical) and ``correct`` per trial, indexed by image key; duplicates are an error."""
+    keys = [image_key(c, n) for c, n in zip(df["condition"], df["imagename"], strict=True)]
+    f = pd.DataFrame(
+        {"condition": [canonical_condition(c) for c in df["condition"]], "correct": is_correct(df)}, index=keys
+    )
+    dup = f.index.duplicated()
+    if dup.any():
+        raise DataError(f"image {f.index[dup][0]!r} appears twice for {df['subj'].iloc[0]!r}")
+    return f
+
+
+def _pair_keyed(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    paired = a.rename(columns={"correct": "correct_a"}).join(b[["correct"]].rename(columns={"correct": "correct_b"}),
+                                                              how="inner")  # fmt: skip
+    return paired.sort_index().rename_axis("key").reset_index()
+
+
 def pair_trials(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """Align two decision makers' trials on the same images (condition + stimulus name).
 
@@ -213,21 +231,29 @@ def pair_trials(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     Raises:
         DataError: one side has the same image twice (pairing would be ambiguous).
     """
-    frames = []
-    for side, df in (("a", a), ("b", b)):
-        keys = [image_key(c, n) for c, n in zip(df["condition"], df["imagename"], strict=True)]
-        f = pd.DataFrame(
+    return _pair_keyed(_keyed(a), _keyed(b))
+
+
+def _consistency_rows(subj: str, paired: pd.DataFrame, excluded: set[str]) -> list[dict[str, object]]:
+    rows = []
+    paired = paired[~paired["condition"].isin(excluded)]
+    for cond, g in paired.groupby("condition", sort=True):
+        ca, cb = g["correct_a"].to_numpy(bool), g["correct_b"].to_numpy(bool)
+        acc_m, acc_h = float(ca.mean()), float(cb.mean())
+        rows.append(
             {
-                "key": keys,
-                "condition": [canonical_condition(c) for c in df["condition"]],
-                f"correct_{side}": is_correct(df),
+                "subj": subj,
+                "condition": cond,
+                "n": len(g),
+                "acc_model": acc_m,
+                "acc_human": acc_h,
+                "observed": observed_consistency(ca, cb),
+                "expected": expected_consistency(acc_m, acc_h),
+                "kappa": cohens_kappa(ca, cb),
+                "accuracy_difference": (acc_m - acc_h) ** 2,
             }
         )
-        dup = f["key"].duplicated()
-        if dup.any():
-            raise DataError(f"image {f['key'][dup].iloc[0]!r} appears twice for {df['subj'].iloc[0]!r}")
-        frames.append(f)
-    return frames[0].merge(frames[1].drop(columns="condition"), on="key").sort_values("key", ignore_index=True)
+    return rows
 
 
 def consistency_table(
@@ -246,29 +272,17 @@ def consistency_table(
     Returns:
         One row per (subject, condition): ``subj, condition, n, acc_model, acc_human, observed, expected,
         kappa, accuracy_difference`` (the last = (acc_model − acc_human)²).
+
+    Raises:
+        DataError: no image in common (after exclusions), or an image twice for one decision maker.
     """
     excluded = {canonical_condition(c) for c in excluded_conditions}
+    model = _keyed(model_trials)
     rows = []
     for subj, human in human_trials.groupby("subj", sort=True):
-        paired = pair_trials(model_trials, human)
-        paired = paired[~paired["condition"].isin(excluded)]
-        for cond, g in paired.groupby("condition", sort=True):
-            acc_m, acc_h = float(g["correct_a"].mean()), float(g["correct_b"].mean())
-            rows.append(
-                {
-                    "subj": subj,
-                    "condition": cond,
-                    "n": len(g),
-                    "acc_model": acc_m,
-                    "acc_human": acc_h,
-                    "observed": observed_consistency(g["correct_a"], g["correct_b"]),
-                    "expected": expected_consistency(acc_m, acc_h),
-                    "kappa": cohens_kappa(g["correct_a"], g["correct_b"]),
-                    "accuracy_difference": (acc_m - acc_h) ** 2,
-                }
-            )
+        rows += _consistency_rows(str(subj), _pair_keyed(model, _keyed(human)), excluded)
     if not rows:
-        raise DataError("model and human trials share no images (check the imagename column)")
+        raise DataError("model and human trials share no images (check the imagename and condition columns)")
     return pd.DataFrame(rows)
 
 
@@ -291,18 +305,17 @@ def human_human_consistency(
     human_trials: pd.DataFrame, *, excluded_conditions: Iterable[object] = ()
 ) -> dict[str, float]:
     """The human baseline: every pair of subjects, averaged over conditions, then over pairs."""
+    excluded = {canonical_condition(c) for c in excluded_conditions}
     subjects = sorted(s for s in set(human_trials["subj"]) if is_human(s)) or sorted(set(human_trials["subj"]))
+    keyed = {s: _keyed(human_trials[human_trials["subj"] == s]) for s in subjects}
     pairs = []
     for i, s1 in enumerate(subjects):
         for s2 in subjects[i + 1 :]:
-            t = consistency_table(
-                human_trials[human_trials["subj"] == s1],
-                human_trials[human_trials["subj"] == s2],
-                excluded_conditions=excluded_conditions,
-            )
-            pairs.append(t[["observed", "kappa", "accuracy_difference"]].mean())
+            rows = _consistency_rows(s1, _pair_keyed(keyed[s1], keyed[s2]), excluded)
+            if rows:
+                pairs.append(pd.DataFrame(rows)[["observed", "kappa", "accuracy_difference"]].mean())
     if not pairs:
-        raise DataError("need at least two human subjects for a human-human baseline")
+        raise DataError("need at least two human subjects sharing images for a human-human baseline")
     mean = pd.DataFrame(pairs).mean()
     return {
         "observed_consistency": float(mean["observed"]),
