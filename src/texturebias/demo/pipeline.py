@@ -337,6 +337,9 @@ def accuracy_on(model: nn.Module, model_classes: Sequence[str], data: EvalSet, l
         truth = np.array(data.classes)[data.labels]
     else:
         truth = np.array([_texture_of(p) for p in data.paths])
+        unknown = sorted(set(truth) - set(world.TEXTURES))
+        if unknown:  # a renamed file would otherwise silently count as a wrong answer
+            raise TextureBiasError(f"{data.name}: cannot read the texture class from file names ({unknown[:3]})")
     return float((pred == truth).mean())
 
 
