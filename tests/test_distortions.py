@@ -269,3 +269,60 @@ def test_save_image_truncates(tmp_path: Path) -> None:
     a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
     assert a.mode == "L" and np.asarray(a)[0, 0] == 254
     assert b.mode == "RGB" and np.asarray(b)[0, 0, 0] == 127
+
+
+def test_distort_folder_mvh_layout_and_resume(tmp_path: Path, shared_data: Path) -> None:
+    from texturebias.cli import main
+    from texturebias.evaluate.benchmark import index_dataset
+
+    src = tmp_path / "in"
+    for cat, name in (("cat", "cat1.png"), ("dog", "dog1.png")):
+        (src / cat).mkdir(parents=True)
+        (src / cat / name).write_bytes((shared_data / "texture-vs-shape/stimuli/edges" / cat / name).read_bytes())
+    (src / "dog" / "broken.png").write_bytes(b"junk")
+    out = tmp_path / "out"
+    argv = ["distort", str(src), str(out), "--distortion", "uniform-noise", "--levels", "0", "0.35", "--seed", "1"]
+    assert main(argv) == 1  # the corrupt image is recorded in failed.csv, the others are written
+    files = sorted(p.name for p in (out / "dnn" / "session-1").iterdir())
+    assert files == [
+        "0001_nse_dnn_0.0_cat_00_cat1.png", "0002_nse_dnn_0.35_cat_00_cat1.png",
+        "0005_nse_dnn_0.0_dog_00_dog1.png", "0006_nse_dnn_0.35_dog_00_dog1.png",
+    ]  # fmt: skip
+    assert "broken.png" in (out / "failed.csv").read_text()
+    first = (out / "dnn/session-1/0002_nse_dnn_0.35_cat_00_cat1.png").read_bytes()
+    # The output is exactly the library recipe with the item's seed, truncated to uint8.
+    from PIL import Image
+
+    from texturebias.data.folder_job import JobItem
+    from texturebias.data.images import image_to_array, load_image
+
+    item = JobItem(0, src / "cat" / "cat1.png", "cat/cat1.png", 1)
+    expected = D.to_uint8(
+        D.uniform_noise(image_to_array(load_image(item.path)), 0.35, item.rng("uniform-noise", "0.35"))
+    )
+    assert np.array_equal(np.asarray(Image.open(out / "dnn/session-1/0002_nse_dnn_0.35_cat_00_cat1.png")), expected)
+    # Rerun: done outputs are skipped and unchanged; the index reads the tree as a model-vs-human release.
+    (src / "dog" / "broken.png").write_bytes((src / "dog" / "dog1.png").read_bytes())  # fixed: retried
+    assert main(argv) == 0
+    assert (out / "dnn/session-1/0003_nse_dnn_0.0_dog_00_broken.png").is_file()
+    assert (out / "dnn/session-1/0002_nse_dnn_0.35_cat_00_cat1.png").read_bytes() == first
+    images = index_dataset(out, "uniform-noise")
+    assert [(d.condition, d.category) for d in images][:2] == [("0.0", "cat"), ("0.35", "cat")]
+    with pytest.raises(DataError, match="not a level"):
+        D.distort_folder(src, tmp_path / "x", "uniform-noise", levels=["0.4"])
+
+
+def test_analyze_accuracy_cli(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from texturebias.cli import main
+
+    raw = shared_data / "model-vs-human/raw-data/uniform-noise"
+    assert main(["analyze", "--accuracy", "--json", str(raw)]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["humans"]["0.35"] == {"accuracy": pytest.approx(255 / 640), "n": 640}
+    assert list(payload["humans"]) == ["0.0", "0.03", "0.05", "0.1", "0.2", "0.35", "0.6", "0.9"]
+    assert main(["analyze", "--accuracy", "--per-subject", str(raw / "uniform-noise_subject-01_session_1.csv")]) == 0
+    assert "subject-01" in capsys.readouterr().out
+    assert main(["benchmark", "--data", str(raw), "--out", "unused"]) == 1  # no dataset folders there
+    assert "contains none" in capsys.readouterr().err
