@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "texturebias.cli.demo",
     "texturebias.cli.stylize", "texturebias.cli.train_decoder",
     "texturebias.cli.robustness",
+    "texturebias.cli.synthesize", "texturebias.cli.scramble",
 )
 
 
