@@ -124,7 +124,10 @@ class _Clock:
 
     def __init__(self) -> None:
         self.t0 = time.perf_counter()
+        self.c0 = time.process_time()
         self.steps: dict[str, float] = {}
+        # CPU seconds of this process (all threads) per step: on a shared machine wall time says little.
+        self.cpu: dict[str, float] = {}
 
     def step(self, name: str) -> _Timer:
         return _Timer(self, name)
@@ -135,11 +138,12 @@ class _Timer:
         self.clock, self.name = clock, name
 
     def __enter__(self) -> None:
-        self.t = time.perf_counter()
+        self.t, self.c = time.perf_counter(), time.process_time()
         log.info("demo: %s ...", self.name)
 
     def __exit__(self, *exc: object) -> None:
         self.clock.steps[self.name] = round(time.perf_counter() - self.t, 2)
+        self.clock.cpu[self.name] = round(time.process_time() - self.c, 2)
 
 
 def _finite(x: float | None) -> float | None:
@@ -519,11 +523,13 @@ def run_demo(config: DemoConfig, *, on_step: Callable[[str], None] | None = None
     summary["findings"] = findings
     summary["commands"] = commands
     summary["timings_s"] = clock.steps
+    summary["cpu_times_s"] = clock.cpu
     summary["total_time_s"] = round(time.perf_counter() - clock.t0, 2)
     with step("figures and report"):
         figs = _figures(summary, samples, tests, folders, shape_results, figures, out)
         summary["figures"] = {k: str(Path(v).relative_to(out)) for k, v in figs.items()}
         summary["total_time_s"] = round(time.perf_counter() - clock.t0, 2)
+        summary["total_cpu_s"] = round(time.process_time() - clock.c0, 2)
         summary_path = write_json(out / "summary.json", summary)
         report = write_report(out / "report.html", summary, {k: Path(v) for k, v in figs.items()})
     return DemoResult(out=out, report=report, summary=summary_path, summary_data=summary, findings=findings)

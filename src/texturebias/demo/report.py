@@ -172,9 +172,13 @@ def render_report(summary: Mapping[str, Any], figures: Mapping[str, Path]) -> st
     for name, cmd in s.get("commands", {}).items():
         add(f"# {e(name)}\n{e(cmd)}\n")
     add("</pre>")
-    add("<h2>Timings</h2><table><tr><th>step</th><th>seconds</th></tr>")
+    add(
+        "<h2>Timings</h2><p>Wall time and CPU time of this process (all threads) per step; on a busy machine the "
+        "CPU time is the better measure of the work.</p><table><tr><th>step</th><th>wall s</th><th>CPU s</th></tr>"
+    )
+    cpu = s.get("cpu_times_s", {})
     for k, v in s.get("timings_s", {}).items():
-        add(f"<tr><td>{e(k)}</td><td>{v:.1f}</td></tr>")
+        add(f"<tr><td>{e(k)}</td><td>{v:.1f}</td><td>{_num(cpu.get(k), 1)}</td></tr>")
     add("</table>")
     add("<h2>References</h2><ul>")
     for k, v in CITATIONS.items():
