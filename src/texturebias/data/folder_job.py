@@ -143,6 +143,7 @@ class FolderJobSummary:
     skipped_done: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    done_total: int | None = None  # inputs done over all ranks and runs (rank 0, after the merge)
 
     @property
     def images_per_second(self) -> float:
@@ -151,9 +152,11 @@ class FolderJobSummary:
     def describe(self) -> str:
         """A short human-readable summary, listing skipped (failed) inputs."""
         lines = [
-            f"{self.processed} processed, {self.skipped_done} already done, {len(self.failed)} failed "
+            f"{self.processed} processed here, {self.skipped_done} already done, {len(self.failed)} failed "
             f"of {self.total_inputs} inputs in {self.seconds:.1f} s ({self.images_per_second:.2f} images/s)"
         ]
+        if self.done_total is not None:
+            lines.append(f"{self.output_dir}: {self.done_total} of {self.total_inputs} inputs done")
         if self.failed:
             lines.append(f"skipped {len(self.failed)} input(s) (see {self.output_dir / FAILED_NAME}):")
             lines += [f"  {rel}: {reason}" for rel, reason in self.failed[:20]]
@@ -650,6 +653,7 @@ def run_folder_job(
             barrier()  # every rank's journal is complete before rank 0 merges them
         if info.is_main and (completed or not info.distributed):
             summary.failed = finalize_records(out_dir, inputs, manifest_fields)
+            summary.done_total = sum(1 for r in _manifest_records(out_dir) if r.get("status") == "done")
     if info.is_main:
         log.debug(summary.describe())
     return summary
