@@ -279,7 +279,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, key_filter: KeyFilter | Non
                 f"{found.group(1) if found else 'pickled objects besides tensors'})"
             ) from None
         raise CheckpointError(f"{p}: not a readable PyTorch checkpoint (corrupt or not a torch file)") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError) as exc:  # garbage input
         raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
     try:
         sd = unwrap_state_dict(obj)
