@@ -136,8 +136,7 @@ def test_bad_checkpoints_are_refused(weight_files: tuple[Path, Path], tmp_path: 
 def test_bf16_error_is_small_but_real(model: AdaIN, ref: dict[str, torch.Tensor]) -> None:
     exact = model
     fast = AdaIN(copy.deepcopy(model.encoder), copy.deepcopy(model.decoder), precision="bf16", channels_last=True)
-    c = torch.cat([ref["content"], ref["style_b"]])
-    s = torch.cat([ref["style"], ref["content"]])
+    c, s = ref["content"], ref["style"]  # one pair: emulated bf16 (CPUs without AMX) is ~9x slower than fp32
     a, b = exact(c, s), fast(c, s)
     rel = (a - b).abs().max().item() / a.abs().max().item()
     assert 1e-5 < rel < 0.1  # bf16 (8-bit mantissa) through 25 conv layers: visible at float level

@@ -72,8 +72,8 @@ def read_log(path: Path) -> list[dict[str, str]]:
 def test_resume_continues_exactly(folders: tuple[Path, Path], tmp_path: Path) -> None:
     content, styles = folders
     kw = dict(batch_size=2, image_size=32, crop_size=24, save_every=2, log_every=1, workers=0, device="cpu")
-    straight = train_decoder(content, styles, tmp_path / "a", model=tiny_model(), iterations=4, **kw)
-    train_decoder(content, styles, tmp_path / "b", model=tiny_model(), iterations=2, **kw)
+    straight = train_decoder(content, styles, tmp_path / "a", model=tiny_model(), iterations=4, plot=False, **kw)
+    train_decoder(content, styles, tmp_path / "b", model=tiny_model(), iterations=2, plot=False, **kw)
     resumed = train_decoder(content, styles, tmp_path / "b", model=tiny_model(seed=9), iterations=4, **kw)
     assert straight.iteration == resumed.iteration == 4
     a = torch.load(straight.decoder, weights_only=True)
@@ -101,7 +101,7 @@ def test_official_checkpoint_loads_into_the_stylizer(folders: tuple[Path, Path],
     torch.save(detinit_state_dict(fixtures / "adain/keys_vgg_normalised.json", 2.0), vgg)
     content, styles = folders
     result = train_decoder(content, styles, tmp_path / "run", vgg=vgg, iterations=1, batch_size=1, image_size=32,
-                           crop_size=16, workers=0, device="cpu")  # fmt: skip
+                           crop_size=16, workers=0, device="cpu", plot=False)  # fmt: skip
     for path in (result.checkpoint, result.decoder):
         model = AdaIN.from_checkpoints(vgg, path)
         with torch.no_grad():

@@ -318,6 +318,9 @@ def stylize_folder(
         raise TextureBiasError(f"alpha must be in [0, 1], got {alpha}")
     if styles_per_image < 1:
         raise TextureBiasError("styles_per_image must be >= 1")
+    for folder in (content_dir, style_dir):  # fail fast, before loading (or downloading) any weights
+        if not Path(folder).is_dir():
+            raise DataError(f"folder not found: {folder}")
     info = dist if dist is not None else (init_distributed() if dist_info().distributed else dist_info())
     dev = resolve_device(device)
     if dev.type == "cuda" and info.distributed and dev.index is None:

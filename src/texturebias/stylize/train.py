@@ -144,6 +144,7 @@ def train_decoder(
     device: str | torch.device = "auto",
     precision: Precision = "fp32",
     resume: bool = True,
+    plot: bool = True,
 ) -> TrainResult:
     """Train an AdaIN decoder; rerunning the same call resumes from ``out_dir/checkpoint.pth``.
 
@@ -172,6 +173,7 @@ def train_decoder(
         device: "auto", "cpu", "cuda", ...
         precision: "fp32" or "bf16"/"fp16" autocast for the networks (losses in float32).
         resume: Continue from ``checkpoint.pth`` when present (False: refuse to overwrite it).
+        plot: Write ``loss_curve.png``/``.pdf`` at the end.
 
     Returns:
         A :class:`TrainResult`.
@@ -262,7 +264,8 @@ def train_decoder(
     log_fh.close()
     if start >= iterations and not (out / f"decoder_iter_{start}.pth").exists():
         save(start)
-    _plot_losses(rows, out)
+    if plot:
+        _plot_losses(rows, out)
     log.info(f"decoder saved: {out / f'decoder_iter_{it}.pth'}")
     last = rows[-1] if rows else {"loss_content": "nan", "loss_style": "nan"}
     return TrainResult(
