@@ -188,3 +188,25 @@ def test_cli(setup: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None
         main(["stylize", "a", "b", "c", "--alpha", "1.5"])
     assert exc.value.code == 2
     assert main(["train-decoder", "--content", str(setup["root"] / "missing"), "--styles", "x", "--out", "y"]) == 1
+
+
+def test_unreadable_style_is_redrawn_deterministically(tmp_path: Path) -> None:
+    from texturebias.data.folder_job import JobItem
+    from texturebias.stylize.builder import StyleBank, _ItemLoader, pick_style
+
+    rng = np.random.default_rng(0)
+    good = tmp_path / "good.png"
+    Image.fromarray(make_photo(rng, 40, 40)).save(good)
+    data = good.read_bytes()
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(data[: len(data) // 3])  # the header is fine, the pixels are cut off
+    content = tmp_path / "c.png"
+    Image.fromarray(make_photo(rng, 40, 40)).save(content)
+    bank = StyleBank(tmp_path, (bad, good))
+    # Find an item whose first draw is the truncated style.
+    item = next(it for i in range(50) if pick_style(it := JobItem(0, content, f"x{i}.png"), 0, 2) == 0)
+    loaded = _ItemLoader(bank, 1, 32, 32, 32)(item)
+    (idx, style, problems) = loaded["styles"][0]
+    first_good = next(a for a in range(10) if pick_style(item, 0, 2, a) == 1)
+    assert idx == 1 and style.shape == (3, 32, 32) and len(problems) == first_good
+    assert "bad.png" in problems[0] and "truncated" in problems[0]

@@ -26,7 +26,9 @@ stems. :func:`run_folder_job` does everything around the per-batch computation, 
   the ``load`` transform run in DataLoader worker processes; encoding and writing run in a thread pool, so
   both overlap with the computation. Rank 0 shows a progress bar with images/s and ETA.
 - **Tar shards.** ``shard_size=N`` writes WebDataset-style tar shards (``shard-000000.tar`` …, each holding
-  ``N`` consecutive inputs as ``<key>.<output_name>.<ext>`` + ``<key>.json``) instead of a file tree.
+  ``N`` consecutive inputs as ``<key>.<output_name>.<ext>`` + ``<key>.json``) instead of a file tree. The
+  unit of resume is then the shard: a shard on disk whose inputs are all recorded is skipped (its failed
+  inputs are not retried).
 
 Example (one output per level, as ``texturebias distort`` would do)::
 
