@@ -191,6 +191,10 @@ def test_training_learns_writes_outputs_and_checkpoint_loads(folders: dict[str, 
     assert main(["evaluate", "--model", TINY, "--checkpoint", str(out / "checkpoint_best.pt"),
                  "--data", str(folders["val"]), "--workers", "0", "--device", "cpu"]) == 0  # fmt: skip
 
+    # A file that is not a checkpoint: one clear error, exit 1.
+    assert main(["evaluate", "--model", TINY, "--checkpoint", str(out / "metrics.csv"), "--data", str(folders["val"]),
+                 "--workers", "0"]) == 1  # fmt: skip
+
     # An existing run is never overwritten without --resume.
     with pytest.raises(TextureBiasError, match="already holds a training run"):
         train(tiny_config(folders, out))
@@ -214,12 +218,15 @@ def test_resume_equals_uninterrupted_run_bitwise(folders: dict[str, Path], tmp_p
 def test_any_registered_model_trains_with_bf16_channels_last_and_new_head(
     folders: dict[str, Path], tmp_path: Path
 ) -> None:
-    # torchvision resnet18 (BatchNorm) on 32-px inputs, CPU bf16 autocast, channels-last.
+    # torchvision resnet18 (BatchNorm) on 32-px inputs, channels-last.
     result = train(tiny_config(folders, tmp_path / "r18", model="resnet18", input_size=32, epochs=1, lr=0.05,
-                               precision="bf16", channels_last=True, data=[folders["train2"]],
-                               val=folders["train2"]))  # fmt: skip
+                               channels_last=True, data=[folders["train2"]], val=folders["train2"]))  # fmt: skip
     assert result.model.fc.out_features == 4
     assert np.isfinite(result.metrics[0]["train_loss"])
+    # CPU bf16 autocast (the tiny model: bf16 convolutions are slow on CPUs without AMX).
+    bf16 = train(tiny_config(folders, tmp_path / "bf16", epochs=1, precision="bf16", data=[folders["train2"]]))
+    assert np.isfinite(bf16.metrics[0]["train_loss"])
+    assert next(bf16.model.parameters()).dtype == torch.float32  # autocast keeps fp32 master weights
     # --init from a 4-class checkpoint onto 2-class data: the classifier is replaced, the rest kept.
     two = make_folder(tmp_path / "two", 2, seed=5, classes=("blue", "red"))
     cfg = resolve_config(tiny_config(folders, tmp_path / "x", data=[two], init=result.checkpoint_last,
