@@ -267,3 +267,26 @@ def test_release_registry_entries() -> None:
     spectrum = get_dataset("g18/power-spectrum").files[0]
     assert spectrum.sha256 == G18_DATA_FILES["mean_power_spectrum_grey.npy"].sha256
     assert not math.isnan(0.0)
+
+
+class TenchFirst(nn.Module):
+    """1000-way "model" ranking tench (0), goldfish (1), great white shark (2) first for every image."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(x.shape[0], 1000)
+        logits[:, 0], logits[:, 1], logits[:, 2] = 2.0, 1.0, 0.5
+        return logits
+
+
+def test_robustness_imagenet_folder_top1_top5(tmp_path: Path) -> None:
+    from texturebias.evaluate.robustness import imagenet_accuracy_by_condition
+
+    for wnid in ("n01440764", "n01443537", "n01484850"):  # tench, goldfish, great white shark
+        (tmp_path / wnid).mkdir()
+        Image.new("RGB", (224, 224), (90, 120, 60)).save(tmp_path / wnid / "a.png")
+    res = robustness_trials("toy", tmp_path, "rotation", levels=["0", "90"], model=TenchFirst(), device="cpu")
+    acc = imagenet_accuracy_by_condition(res).set_index("condition")
+    assert acc.loc["0", "top1"] == pytest.approx(1 / 3) and acc.loc["90", "n"] == 3
+    assert acc.loc["0", "top5"] == 1.0 and acc.loc["90", "top5"] == 1.0
+    assert res[res["category"] == "n01443537"]["top1"].tolist() == [0, 0]
+    assert res["prediction"].tolist() == [0] * 6
