@@ -313,10 +313,8 @@ def plot_accuracy_curves(table: pd.DataFrame, distortion: str, stem: str | os.Pa
     ax.set_xticks(xs_all)
     labels = [c.lstrip("c") if distortion == "contrast" else c for c in dist.conditions]
     if distortion.startswith("eidolon"):
-        labels = [str(int(x)) for x in xs_all]
+        labels = [str(int(x)) for x in xs_all]  # log2 of the reach
     ax.set_xticklabels(labels, rotation=45 if len(labels) > 6 else 0)
-    if distortion == "contrast":
-        ax.invert_xaxis()
     ax.axhline(CHANCE_16, ls="--", color="grey", lw=1)
     ax.set_ylim(0, 1)
     ax.set_xlabel(dist.xlabel.replace("$_2$", "2"))
