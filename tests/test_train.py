@@ -115,6 +115,11 @@ def test_recipes_scale_lr_with_global_batch_and_flags_override(tmp_path: Path) -
     assert (c.epochs, c.lr, c.lr_steps, c.pretrained) == (90, 0.5, (30, 60), False)  # in90 defaults, lr given
     schedule = StepDecay(0.1, (30, 60), 0.1)
     assert [round(schedule.lr(e), 6) for e in (0, 29, 30, 59, 60, 89)] == [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    with pytest.raises(TextureBiasError, match="finetune60 fine-tunes model B"):
+        resolve_config(TrainConfig(model="resnet50", data=[tmp_path], out=tmp_path, recipe="finetune60"))
+    c = resolve_config(TrainConfig(model="resnet50_sin_in", data=[tmp_path], out=tmp_path, recipe="finetune60",
+                                   pretrained=True))  # fmt: skip
+    assert (c.pretrained, c.lr) == (True, 0.01)
     with pytest.raises(TextureBiasError, match="unknown recipe"):
         resolve_config(TrainConfig(model="resnet50", data=[tmp_path], out=tmp_path, recipe="in100"))
     with pytest.raises(TextureBiasError, match="augmentation"):

@@ -203,6 +203,12 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     if c.pretrained is None:
         # An explicit --init replaces the recipe's "start from ImageNet weights".
         c.pretrained = recipe.pretrained and c.init is None
+    if c.recipe == "finetune60" and c.init is None and not c.pretrained:
+        # Fine-tuning from random weights with lr 0.01 would silently train a poor model.
+        raise TextureBiasError(
+            "recipe finetune60 fine-tunes model B: pass --init CHECKPOINT (e.g. the sin-in45 run's "
+            "checkpoint_last.pt), or --pretrained for a model with declared weights such as resnet50_sin_in"
+        )
     if c.pretrained and c.init is not None:
         raise TextureBiasError("give either pretrained weights or --init CHECKPOINT, not both")
     if not c.data:
