@@ -65,6 +65,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ from PIL import Image
 
 from texturebias.data.images import find_images, load_image
 from texturebias.errors import DataError, TextureBiasError
-from texturebias.utils.distributed import DistInfo, barrier, dist_info, shard
+from texturebias.utils.distributed import DistInfo, dist_info, shard
 from texturebias.utils.io import atomic_path, write_csv
 from texturebias.utils.progress import get_logger, progress
 from texturebias.utils.seed import stable_hash
@@ -531,6 +532,7 @@ def run_folder_job(
             shard_of[it.index] = uid
         todo.extend(unit)
 
+    end_group = _long_barrier_group()
     journal = _open_journal(_journal_path(out_dir, info.rank))
     threads = write_threads or max(2, workers)
     pool = ThreadPoolExecutor(max_workers=threads)
@@ -652,13 +654,33 @@ def run_folder_job(
         bar.close()
         summary.seconds = time.perf_counter() - start
         if completed:
-            barrier()  # every rank's journal is complete before rank 0 merges them
+            _final_barrier(end_group)  # every rank's journal is complete before rank 0 merges them
         if info.is_main and (completed or not info.distributed):
             summary.failed = finalize_records(out_dir, inputs, manifest_fields)
             summary.done_total = sum(1 for r in _manifest_records(out_dir) if r.get("status") == "done")
     if info.is_main:
         log.debug(summary.describe())
     return summary
+
+
+def _long_barrier_group() -> Any:
+    """A gloo group for the end-of-job barrier, created by all ranks at the start (a collective call).
+
+    The default process group (NCCL: 10 min timeout) would kill ranks that finish long before the
+    slowest one, e.g. when a resumed job left most of the remaining work to one rank.
+    """
+    import torch.distributed as tdist
+
+    if not (tdist.is_available() and tdist.is_initialized()):
+        return None
+    return tdist.new_group(backend="gloo", timeout=timedelta(days=7))
+
+
+def _final_barrier(group: Any) -> None:
+    if group is not None:
+        import torch.distributed as tdist
+
+        tdist.barrier(group=group)
 
 
 def _process_safely(
