@@ -128,6 +128,8 @@ def test_benchmark_end_to_end_mvh_layout(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(B, "evaluate_dataset", lambda *a, **k: (_ for _ in ()).throw(AssertionError("rerun")))
     again = B.run_benchmark(["toy_model"], tmp_path / "data", out, human_data=tmp_path / "raw")
     pd.testing.assert_frame_equal(again.per_dataset, res.per_dataset)
+    with pytest.raises(AssertionError, match="rerun"):  # other settings: the stale trials are not reused
+        B.run_benchmark(["toy_model"], tmp_path / "data", out, human_data=tmp_path / "raw", aggregation="sum")
     # A folder that lacks images the humans saw is refused (the integrity check of release tarballs).
     next((tmp_path / "data" / "uniform-noise" / "dnn" / "session-1").glob("*_0.2_*")).unlink()
     monkeypatch.setattr(B, "evaluate_dataset", fake_evaluate)

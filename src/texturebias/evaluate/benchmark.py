@@ -43,6 +43,7 @@ from texturebias.evaluate.trials import (
     read_trials,
     write_trials,
 )
+from texturebias.utils.io import atomic_open, write_json
 
 #: The 17 datasets, in model-vs-human's order (12 parametric + 5 non-parametric).
 MVH_DATASETS: tuple[str, ...] = (
@@ -373,6 +374,15 @@ _METRIC_LABELS = {
 }
 
 
+def _read_json(path: Path) -> object:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def leaderboard(per_dataset: pd.DataFrame) -> pd.DataFrame:
     """Average the per-dataset metrics of each decision maker over datasets (model-vs-human's table).
 
@@ -476,7 +486,11 @@ def run_benchmark(
         cond_rows.append(acc_h.assign(dataset=dataset))
         for model_name in models:
             path = out / "raw-data" / dataset / f"{dataset}_{model_name.replace('_', '-')}_session_1.csv"
-            if resume and path.is_file():
+            # Trials are reused only when they were made with the same settings (sidecar JSON next to them).
+            config = {"model": model_name, "dataset": dataset, "checkpoint": str(checkpoint) if checkpoint else None,
+                      "mapping": mapping, "aggregation": aggregation, "precision": precision}  # fmt: skip
+            config_path = path.with_suffix(".json")
+            if resume and path.is_file() and config_path.is_file() and _read_json(config_path) == config:
                 trials = read_trials(path)
             else:
                 folder = dataset_folder(dataset, data_root)
@@ -484,6 +498,7 @@ def run_benchmark(
                                           aggregation=aggregation, batch_size=batch_size, device=device,
                                           precision=precision)  # fmt: skip
                 write_trials(path, trials)
+                write_json(config_path, config)
             files.append(path)
             check_coverage(trials, humans, dataset)
             rows.append({"subj": model_name, "dataset": dataset, **dataset_scores(trials, humans, dataset)})
@@ -493,8 +508,6 @@ def run_benchmark(
         ["dataset", "subj", "condition", "n", "correct", "accuracy"]
     ]
     board = leaderboard(per_dataset)
-    from texturebias.utils.io import atomic_open
-
     for name, table in (
         ("benchmark_per_dataset.csv", per_dataset),
         ("benchmark_per_condition.csv", per_condition),
