@@ -201,6 +201,7 @@ def download_file(
                     f"elsewhere and pass it with --checkpoint PATH (or place it at {dest})."
                 ) from None
         check_hash(h.hexdigest(), sha256=sha256, hash_prefix=hash_prefix, what=url)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
