@@ -224,6 +224,7 @@ def test_registry_and_conditions(photo: np.ndarray, monkeypatch: pytest.MonkeyPa
     assert D.get_distortion("high-pass").normalise_condition("3") == "3.0"
     assert D.get_distortion("uniform-noise").normalise_condition("0") == "0.0"
     assert D.get_distortion("false-colour").normalise_condition("false") == "False"
+    assert D.get_distortion("eidolonII").normalise_condition("8") == "8-3-10"
     assert [D.condition_x("eidolonII", c) for c in D.DISTORTIONS["eidolonII"].conditions] == list(range(8))
     with pytest.raises(DataError, match="not a level"):
         D.get_distortion("rotation").normalise_condition("45")

@@ -828,7 +828,7 @@ def normalise_condition(dist: Distortion, text: str) -> str:
     """The canonical condition string of ``dist`` that ``text`` denotes.
 
     Accepts the condition strings themselves (case-insensitive for colour/false colour), numeric spellings
-    ("3" for "3.0", "0" for "0.0"), and contrast as a fraction ("0.5" → "c50").
+    ("3" for "3.0", "0" for "0.0"), contrast as a fraction ("0.5" → "c50") and an Eidolon reach ("8").
 
     Raises:
         DataError: ``text`` is not a level of this distortion.
@@ -837,6 +837,11 @@ def normalise_condition(dist: Distortion, text: str) -> str:
     for cond in dist.conditions:
         if raw.lower() == cond.lower():
             return cond
+    if dist.name.startswith("eidolon"):
+        # A bare reach ("8") names the condition of this Eidolon variant ("8-10-10" for Eidolon I).
+        for cond in dist.conditions:
+            if raw == cond.split("-")[0]:
+                return cond
     try:
         value = _numeric(raw.lstrip("cC") if dist.name == "contrast" else raw)
     except ValueError:
