@@ -135,6 +135,10 @@ class _ItemLoader:
     content_size: int | None
     crop: int | None
     style_size: int
+    # Shared-memory flags set by the main process once a style's statistics are cached: workers then skip
+    # decoding that painting (a large JPEG costs more than the content image). Read races only cost a
+    # redundant decode; a set flag is never cleared, so a skipped style is always in the cache.
+    cached: torch.Tensor | None = None
 
     def __call__(self, item: JobItem) -> dict[str, Any]:
         content = load_content(item.path, self.content_size, self.crop)
@@ -143,6 +147,9 @@ class _ItemLoader:
             problems = []
             for attempt in range(MAX_STYLE_DRAWS):
                 idx = pick_style(item, k, len(self.bank), attempt)
+                if self.cached is not None and bool(self.cached[idx]):
+                    styles.append((idx, None, problems))
+                    break
                 try:
                     styles.append((idx, load_style(self.bank.paths[idx], self.style_size), problems))
                     break
@@ -177,11 +184,12 @@ class _Stylizer:
     preserve_color: bool = False
     cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     style_batch: int = 32
+    cached_flags: torch.Tensor | None = None
 
-    def _stats(self, pairs: list[tuple[int, torch.Tensor]]) -> StyleStats:
+    def _stats(self, pairs: list[tuple[int, torch.Tensor | None]]) -> StyleStats:
         missing: dict[int, torch.Tensor] = {}
         for idx, img in pairs:
-            if idx not in self.cache:
+            if idx not in self.cache and img is not None:
                 missing.setdefault(idx, img)
         todo = sorted(missing)
         # Styles of equal size are encoded together; the statistics of one style do not depend on its batch.
@@ -194,6 +202,8 @@ class _Stylizer:
                 stats = StyleStats(*mean_std(_pad_single(self.model.encode, torch.stack([missing[j] for j in idxs]))))
                 for j, idx in enumerate(idxs):
                     self.cache[idx] = (stats.mean[j : j + 1], stats.std[j : j + 1])
+                    if self.cached_flags is not None:
+                        self.cached_flags[idx] = True
         return StyleStats(
             torch.cat([self.cache[idx][0] for idx, _ in pairs]), torch.cat([self.cache[idx][1] for idx, _ in pairs])
         )
@@ -352,8 +362,10 @@ def stylize_folder(
         rows = [{"index": i, "style": bank.relpath(i), "status": "used", "reason": ""} for i in range(len(bank))]
         rows += [{"index": "", "style": rel, "status": "dropped", "reason": why} for rel, why in bank.dropped]
         write_csv(out / STYLES_NAME, rows, ["index", "style", "status", "reason"])
-    loader = _ItemLoader(bank, styles_per_image, content_size or None, crop or None, style_size)
-    stylizer = _Stylizer(model, bank, alpha, styles_per_image, preserve_colors)
+    # Colour preservation recolours each style per content image: it needs the pixels every time.
+    flags = None if preserve_colors else torch.zeros(len(bank), dtype=torch.bool).share_memory_()
+    loader = _ItemLoader(bank, styles_per_image, content_size or None, crop or None, style_size, flags)
+    stylizer = _Stylizer(model, bank, alpha, styles_per_image, preserve_colors, cached_flags=flags)
     summary = run_folder_job(
         content_dir,
         out,
