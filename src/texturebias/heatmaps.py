@@ -89,7 +89,7 @@ class DensePlan:
     Args:
         model: A :class:`~texturebias.models.bagnet.BagNet` (weights are copied, the model is not changed).
         precision: "fp32" (exact up to float rounding) or "bf16" (CPU AMX / GPU; the last block and the
-            ``fc`` rows stay in fp32, which cuts the bf16 error roughly in half at ~10 % of the cost).
+            ``fc`` rows stay in fp32, and so does the residual stream between blocks; see docs/bagnets.md).
         fp32_tail_blocks: With bf16, how many final blocks run in fp32 (default 1).
     """
 
@@ -163,16 +163,17 @@ class DensePlan:
         """Dense final features of a padded input: N x C x (H - q + 1) x (W - q + 1), float32."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        x = x.to(self.stem1.weight.dtype)
-        x = F.relu_(self.stem2(self.stem1(x)))
+        low = self.stem1.weight.dtype
+        # In bf16 mode only the convs run in bf16; the residual stream between blocks stays fp32, because
+        # rounding it to bf16 after every block is where most of the error of a plain bf16 pass comes from.
+        x = F.relu_(self.stem2(self.stem1(x.to(low)))).float()
         for i, b in enumerate(self.blocks):
-            if i == self._first_fp32 and x.dtype != torch.float32:
-                x = x.float()
-            out = F.relu_(b.conv1(x))
+            xin = x.to(low) if i < self._first_fp32 else x
+            out = F.relu_(b.conv1(xin))
             out = F.relu_(b.conv2(out))
-            out = b.conv3(out)
-            residual = x if b.downsample is None else b.downsample(x)
-            del x
+            out = b.conv3(out).float()
+            residual = x if b.downsample is None else b.downsample(xin)
+            del x, xin
             # Top-left crop of the residual, as in the strided network (the crop is (k-1)*dilation now).
             h, w = out.shape[-2:]
             out += residual[..., :h, :w]
