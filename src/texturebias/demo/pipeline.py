@@ -69,10 +69,10 @@ class DemoSizes:
 
 FULL = DemoSizes()
 QUICK = DemoSizes(
-    n_train=800,
-    n_test=200,
+    n_train=600,
+    n_test=160,
     conflict_per_pair=3,
-    n_probe=400,
+    n_probe=300,
     n_styles=32,
     epochs=2,
     batch_size=64,
