@@ -865,6 +865,9 @@ def patch_montage(stem: str | os.PathLike[str], result: PatchSearchResult, names
             if col < len(items):
                 ax.imshow(items[col].pixels, interpolation="nearest")
                 ax.set_title(f"{items[col].logit:.2f}", fontsize=7)
+            elif col == 0:  # keep the row label visible and say why the row is empty
+                ax.set_frame_on(False)
+                ax.text(0.0, 0.5, "no images", fontsize=7, transform=ax.transAxes, va="center")
             else:
                 ax.axis("off")
         axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
