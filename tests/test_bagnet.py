@@ -97,3 +97,24 @@ def test_too_small_input_is_a_clear_error():
     model = BagNet(widths=(4,), blocks=(1,), kernel3=(1,), strides=(2,), num_classes=2, in_stem=4)
     with pytest.raises(ValueError, match="receptive field 5"):
         model(torch.zeros(1, 3, 4, 9))
+
+
+def test_declared_weights_download_with_hash_check(fixtures_dir, tmp_path):
+    """The record's download path (cache + sha256-prefix check), exercised with a file:// URL."""
+    import dataclasses
+
+    from texturebias.errors import DownloadError
+    from texturebias.models.weights import fetch_weights, load_checkpoint, sha256_file
+
+    src = tmp_path / "bagnet8-local.pth.tar"
+    save_torch(src, detinit_state_dict(fixtures_dir / "bagnet" / "keys_bagnet9.json", gain=1.0))
+    record = get_model_entry("bagnet9").weights
+    good = dataclasses.replace(record, url=src.as_uri(), hash_prefix=sha256_file(src)[:8])
+    path = fetch_weights(good, show_progress=False)
+    assert path.is_file() and path.name == record.filename
+    model = load_into(create_model("bagnet9"), load_checkpoint(path))
+    assert model.receptive_field == 9
+    bad = dataclasses.replace(record, url=src.as_uri(), filename="other.pth.tar", hash_prefix="00000000")
+    with pytest.raises(DownloadError, match="refused"):
+        fetch_weights(bad, show_progress=False)
+    assert not (path.parent / "other.pth.tar").exists()

@@ -56,7 +56,7 @@ _ORIGIN = (
     "Brendel & Bethge, Approximating CNNs with Bag-of-local-Features models works surprisingly well on "
     "ImageNet (ICLR 2019); github.com/wielandbrendel/bag-of-local-features-models"
 )
-_LICENSE = "MIT (github.com/wielandbrendel/bag-of-local-features-models); ImageNet terms of access apply"
+_LICENSE = "see github.com/wielandbrendel/bag-of-local-features-models; ImageNet terms of access apply"
 
 
 def _record(q: int, filename: str, prefix: str, metrics: dict[str, float]) -> WeightRecord:
