@@ -11,7 +11,8 @@ Per iteration and sample:
 1. Projected gradient: components pinned at a bound with the gradient pointing outwards are frozen
    (the active set of L-BFGS-B, in its simplest form).
 2. Direction from the two-loop recursion over the last ``history`` accepted (s, y) pairs, initial Hessian
-   γ·I with γ = sᵀy / yᵀy; without history, steepest descent with step min(1, 1/‖g‖₁) as in torch's LBFGS.
+   γ·I with γ = sᵀy / yᵀy; without history, steepest descent of length 1 (L-BFGS-B's first step), growing ×4
+   per accepted step until a curvature pair exists (the extrapolation of a line search).
 3. x⁺ = clamp(x + t·d, lo, hi) with t = 1.
 4. Accept when f(x⁺) ≤ f(x) + 1e-4·gᵀ(x⁺ − x) (Armijo on the projected step); otherwise keep x and shrink t by
    quadratic interpolation (to 0.1–0.5 of the previous t) for the next try; after three rejections in a row
@@ -111,7 +112,8 @@ def batched_lbfgs(
             q = q - a[:, None] * y_hist[slot]
             alphas.append(a)
         has_curv = gamma > 0
-        first_step = torch.clamp(1.0 / pg.abs().sum(dim=1).clamp_min(1e-30), max=1.0)
+        # Without curvature information: a step of length 1 along -g (L-BFGS-B's first step, 1/‖g‖₂).
+        first_step = 1.0 / pg.norm(dim=1).clamp_min(1e-30)
         r = q * torch.where(has_curv, gamma, first_step)[:, None]
         for slot, a in zip(reversed(order), reversed(alphas), strict=True):
             b = rho[slot] * _dot(y_hist[slot], r)
@@ -148,7 +150,10 @@ def batched_lbfgs(
         frac = torch.where(
             torch.isfinite(f_new) & (curvature > 0), -gs / (2.0 * curvature.clamp_min(1e-30)), torch.full_like(gs, 0.1)
         ).clamp(0.1, 0.5)
-        step = torch.where(accept, torch.ones_like(step), step * frac)
+        # After an accepted step: t = 1 for quasi-Newton steps; steepest-descent steps (no curvature pair yet)
+        # grow ×4, the extrapolation a line search would do, so a badly scaled start is not stuck at tiny steps.
+        grown = torch.where(gamma > 0, torch.ones_like(step), torch.where(step < 1, torch.ones_like(step), step * 4))
+        step = torch.where(accept, grown, step * frac)
         # Three failures in a row: the quadratic model is stale; forget the history (the step keeps shrinking).
         reset = rejections >= 3
         if reset.any():

@@ -151,6 +151,21 @@ def _preprocessing_conv(mean: Sequence[float], std: Sequence[float]) -> nn.Conv2
     return conv
 
 
+def caffe_preprocessing() -> nn.Conv2d:
+    """Module 0 of the official ``vgg_normalised.pth``, rebuilt: RGB in [0, 1] → BGR × 255 − Caffe mean (T1).
+
+    Useful to pair random test weights with the real preprocessing, so that the optimisation box and the
+    de-processed images have their real meaning.
+    """
+    conv = nn.Conv2d(3, 3, kernel_size=1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        for c in range(3):
+            conv.weight[2 - c, c, 0, 0] = 255.0  # RGB -> BGR
+        conv.bias.copy_(-255.0 * torch.tensor(CAFFE_MEAN_RGB).flip(0))
+    return conv
+
+
 def torchvision_vgg19_as_texture_network(vgg19: nn.Module | None = None) -> nn.Sequential:
     """Re-pack a torchvision ``vgg19`` (or its ``features``) into the 53-module texture layout.
 
@@ -161,12 +176,12 @@ def torchvision_vgg19_as_texture_network(vgg19: nn.Module | None = None) -> nn.S
     Args:
         vgg19: A ``torchvision.models.vgg19`` model or its ``features``; default: a randomly initialised one.
     """
-    from torchvision.models import vgg19 as tv_vgg19
+    from torchvision.models.vgg import cfgs, make_layers
 
     from texturebias.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
     if vgg19 is None:
-        vgg19 = tv_vgg19(weights=None)
+        vgg19 = make_layers(cfgs["E"])  # VGG-19 features only: the 120M-parameter classifier is not needed
     features = getattr(vgg19, "features", vgg19)
     convs = [m for m in features if isinstance(m, nn.Conv2d)]
     if len(convs) != 16:

@@ -233,7 +233,8 @@ class TextureSynthesizer:
         Args:
             images: Sources (PIL images, arrays or tensors, any sizes).
             seeds: One seed per image, or a base seed ``s`` (image i gets ``s + i``). The result of an image
-                depends only on its seed and settings, not on which other images share its batch.
+                depends only on its seed and settings, not on which other images share its batch (up to the
+                float rounding of batched convolutions, which L-BFGS amplifies over many iterations).
 
         Returns:
             One :class:`TextureResult` per image, in order.
