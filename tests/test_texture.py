@@ -401,3 +401,50 @@ def test_cli_synthesize_and_scramble_texture(tmp_path, vgg_sd, brick):
     assert Image.open(tmp_path / "scr" / "a" / "im0.png").size == (w, h)
     with open(tmp_path / "scr" / "failed.csv", newline="") as fh:
         assert [r["input"] for r in csv.DictReader(fh)] == ["b/broken.jpg"]
+
+
+def test_tile_shuffle_accuracy_rows_csv_and_figure(tmp_path):
+    from texturebias.texture.tile_accuracy import tile_shuffle_accuracy
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    for wnid, channel in (("n01440764", 0), ("n01443537", 2)):  # tench (0): reddish, goldfish (1): bluish
+        (data / wnid).mkdir(parents=True)
+        for i in range(3):
+            arr = rng.integers(0, 120, (64, 80, 3), dtype=np.uint8)
+            arr[:, :, channel] += 120
+            Image.fromarray(arr).save(data / wnid / f"{i}.png")
+
+    class MeanColour(torch.nn.Module):
+        """Position-blind: class 0 = mean red, class 1 = mean blue. Tile shuffling cannot change it."""
+
+        def forward(self, x):
+            logits = torch.full((x.shape[0], 1000), -1e9)
+            logits[:, 0], logits[:, 1] = x[:, 0].mean((1, 2)), x[:, 2].mean((1, 2))
+            return logits
+
+    class TopLeft(torch.nn.Module):
+        """Position-bound: looks only at the top-left 8x8 pixels."""
+
+        def forward(self, x):
+            return MeanColour()(x[:, :, :8, :8])
+
+    rows = tile_shuffle_accuracy(
+        [("colour", MeanColour()), ("corner", TopLeft())],
+        data,
+        tiles=[224, 56, 8],
+        batch_size=4,
+        device="cpu",
+        out_dir=tmp_path / "out",
+    )
+    assert [(r["model"], r["tile"], r["images"]) for r in rows][:3] == [
+        ("colour", 224, 6),
+        ("colour", 56, 6),
+        ("colour", 8, 6),
+    ]
+    assert [r["top1"] for r in rows if r["model"] == "colour"] == [1.0, 1.0, 1.0]
+    assert rows[3]["top1"] == 1.0  # the corner model sees the right colour at full size too
+    with open(tmp_path / "out" / "tile_accuracy.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 6
+    assert (tmp_path / "out" / "tile_accuracy.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "tile_accuracy.pdf").exists()
