@@ -308,8 +308,9 @@ def class_evidence(
         raise TextureBiasError(f"window {window} is not inside the {h}x{w} image")
     out = torch.empty((n, k, wh, ww), dtype=torch.float32, device=x.device)
     budget_pixels = max(1, tile_bytes // plan.bytes_per_pixel)
-    # Images per pass: at least a 64x64 output tile each, so small tiles do not dominate the cost.
-    per_pass = max(1, min(batch_size, budget_pixels // ((min(wh, 64) + q - 1) * (min(ww, 64) + q - 1))))
+    # Batch several images per pass only when whole maps fit: splitting maps into smaller tiles to batch more
+    # images would recompute more tile borders (each tile needs q - 1 extra input rows and columns).
+    per_pass = max(1, min(batch_size, budget_pixels // ((wh + q - 1) * (ww + q - 1))))
     th, tw = _tile_shape(wh, ww, min(n, per_pass), q, budget_pixels)
     jobs = [
         (i0, r0, c0) for i0 in range(0, n, per_pass) for r0 in range(wy, wy + wh, th) for c0 in range(wx, wx + ww, tw)
