@@ -5,6 +5,7 @@ run interleaved, several rounds each, and the median images/s is compared, which
 meaningful on a busy machine. Usage::
 
     python benchmarks/train.py [--model resnet18] [--input-size 112] [--batch-size 32] [--steps 6] [--rounds 5]
+        [--threads N]
 
 Prints images/s and the ratios: ``ours / plain`` (overhead = 1 - ratio; target <= 10 %) and ``bf16 / fp32``.
 """
@@ -43,7 +44,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="batches per timed epoch")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--classes", type=int, default=100)
+    parser.add_argument("--threads", type=int, help="torch threads (1 is steadier on a shared machine)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     device = torch.device("cpu")
