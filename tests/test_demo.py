@@ -240,7 +240,7 @@ def test_report_renders_in_headless_chromium(quick_run: Path) -> None:
         assert len(widths) == len(summary["figures"]) >= 6
         for complete, width, src in widths:
             assert complete and width > 0
-            assert src == "data:image/png;base64"  # self-contained: nothing loaded from disk or network
+            assert src == "data:image/png;base64,"  # self-contained: nothing loaded from disk or network
         text = driver.find_element("tag name", "body").text
         assert "Findings" in text and "Rerun any step" in text
     finally:
