@@ -40,9 +40,11 @@ def test_cue_conflict_enumerates_every_pair_with_shape_not_texture() -> None:
     got = {(s.shape, s.texture) for s in pairs}
     assert len(got) == n * (n - 1) == 56
     assert all(s != t for s, t in got)
-    # File names follow the real stimuli, so the toolkit's parser recovers the texture class.
+    # File names follow the real stimuli, so the toolkit's parser recovers the texture's class: the shape class
+    # that wears this texture in the natural set (answering it is a texture decision).
     for s in pairs[:10]:
-        assert texture_category(s.filename) == world.TEXTURES[s.texture]
+        assert texture_category(s.filename) == world.SHAPES[s.texture]
+        assert world.TEXTURES[s.texture] in s.filename
         assert s.label == world.SHAPES[s.shape]
 
 
@@ -182,6 +184,8 @@ def test_quick_demo_writes_a_complete_summary(quick_run: Path) -> None:
         assert set(row) == {"natural", "randomised", "stylized", "silhouettes", "cue-conflict"}
         assert all(0.0 <= v <= 1.0 for v in row.values())
     n_conflict = QUICK.conflict_per_pair * 56
+    # Untrained-ish quick models answer at random: texture decisions must occur (0 would mean a naming bug).
+    assert sum(v["n_texture"] for v in s["shape_bias"].values()) > 0
     for v in s["shape_bias"].values():
         assert v["n_shape"] + v["n_texture"] + v["n_other"] == n_conflict
         if v["shape_bias"] is not None:

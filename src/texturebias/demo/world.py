@@ -9,8 +9,8 @@ and gravel photographs), each with its own two-colour palette. The sets mirror t
   well as shape does (the ImageNet situation: local texture is a shortcut);
 - ``randomised``: textures come from a separate bank with random palettes, independent of the shape
   (the ideal that Stylized-ImageNet approximates);
-- ``cue-conflict``: shape A wearing texture class B != A, named like the real stimuli
-  (``<shape>/<shape><i>-<texture><j>.png``) so the cue-conflict code reads both alike;
+- ``cue-conflict``: shape A wearing the texture of class B != A, named like the real stimuli
+  (``<shape>/<shape><i>-<texture>-<class B><j>.png``) so the cue-conflict code reads both alike;
 - ``silhouettes``: shapes filled with one flat colour (shape information only);
 - ``texture-probe``: random shapes wearing texture class k, labelled by the *texture* (a probe that
   measures how much class texture an image still carries).
@@ -326,7 +326,12 @@ def make_sample(kind: str, index: int, seed: int, *, split: str = "train", p_mat
         t = t_off if t_off < s else t_off + 1
         mask = shape_mask(SHAPES[s], rng)
         img = compose(mask, class_texture(TEXTURES[t], rng), rng)
-        return Sample(img, s, t, SHAPES[s], f"{SHAPES[s]}{rep + 1}-{TEXTURES[t]}{rep + 1}.png")
+        # Named like the real stimuli, ``<shape><i>-<texture class><j>.png``, where the texture class is the shape
+        # class that wears this texture in the natural set (as the real textures come from the 16 categories):
+        # ``circle1-brick-star1.png`` is a circle in star's texture (brick), and answering "star" is a texture
+        # decision for the toolkit's shape-bias code.
+        name = f"{SHAPES[s]}{rep + 1}-{TEXTURES[t]}-{SHAPES[t]}{rep + 1}.png"
+        return Sample(img, s, t, SHAPES[s], name)
     if kind == "styles":
         return Sample((bank_texture(rng) * 255 + 0.5).astype(np.uint8), -1, -1, "styles", f"style{index:05d}.png")
     s = int(rng.integers(n))
