@@ -144,3 +144,16 @@ def test_data_cli(shared_data, tmp_path, capsys, monkeypatch) -> None:
     assert main(["data", "validate", "edge", "--dir", str(tmp_path)]) == 1
     assert "failed validation" in capsys.readouterr().err
     assert main(["data", "fetch", "no-such-set"]) == 1
+
+
+def test_is_available_reflects_local_copies(shared_data, monkeypatch) -> None:
+    from texturebias.data.datasets import is_available
+
+    monkeypatch.delenv("TEXTUREBIAS_DATA", raising=False)
+    # nothing cached, no data root: nothing is available, archives included
+    assert not is_available("cue-conflict")
+    assert not is_available("mvh/colour")
+    assert not is_available("g18/power-spectrum")
+    monkeypatch.setenv("TEXTUREBIAS_DATA", str(shared_data))
+    assert is_available("cue-conflict") and is_available("edge-humans") and is_available("g18/power-spectrum")
+    assert not is_available("mvh/colour")  # release images are not part of shared/data

@@ -33,11 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from texturebias.data.datasets import list_datasets, validate_dataset
+    from texturebias.data.datasets import is_available, list_datasets
 
     print(f"{'name':<28} {'files':>6} {'MB':>7}  {'local':<6} description")
     for ds in list_datasets():
-        local = "yes" if validate_dataset(ds.name).n_found == len(ds._payload()) else "no"
+        local = "yes" if is_available(ds.name) else "no"
         print(f"{ds.name:<28} {len(ds.files):>6} {ds.size_bytes() / 1e6:>7.1f}  {local:<6} {ds.description}")
     return 0
 

@@ -392,6 +392,23 @@ def validate_dataset(
     return ValidationReport(name, root, len(payload), found, problems)
 
 
+def is_available(name: str) -> bool:
+    """Whether a complete local copy of data set ``name`` exists (cache, ``$TEXTUREBIAS_DATA``), without downloading."""
+    ds = get_dataset(name)
+    try:
+        folder = dataset_dir(name, download=False, show_progress=False)
+    except (DataError, DownloadError):
+        return False
+    if any(f.extract for f in ds.files):  # release tarballs: available once unpacked
+        return folder.is_dir() and any(p for p in folder.iterdir() if not p.name.startswith("."))
+    if ds._payload():
+        return validate_dataset(name, folder).n_found == len(ds._payload())
+    # Files outside a data-set folder (e.g. the G18 .npy files): check them under the source root.
+    depth = len(Path(ds.folder.strip("/")).parts) if ds.folder.strip("/") else 0
+    src_root = folder.parents[depth - 1] if depth else folder
+    return bool(ds.files) and all(_present(src_root, f) for f in ds.files)
+
+
 def manifest_entries(source_root: str | os.PathLike[str], paths: Iterable[str]) -> list[dict[str, object]]:
     """Manifest ``files`` entries (path, sha256, size) for files below a local source root (maintainer tool)."""
     root = Path(source_root)
