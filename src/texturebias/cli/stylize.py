@@ -5,18 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from texturebias.cli.common import add_device_arguments, positive_int, unit_float
+from texturebias.cli.common import add_device_arguments, int_at_least, positive_int, unit_float
 
-
-def _size(text: str) -> int:
-    """argparse type: a size in pixels, 0 meaning "skip this step"."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a size >= 0, got {value}")
-    return value
+# A size in pixels, 0 meaning "skip this step".
+_size = int_at_least(0, "a size")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
