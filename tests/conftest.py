@@ -46,3 +46,14 @@ def fixtures_dir() -> Path:
 def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test gets its own empty weights cache, so no test depends on what another downloaded."""
     monkeypatch.setenv("TEXTUREBIAS_HOME", str(tmp_path_factory.mktemp("tbhome")))
+
+
+@pytest.fixture(scope="session")
+def adain_weight_files(fixtures_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``vgg_normalised.pth`` and ``decoder.pth`` rebuilt with the fixtures' detinit-v1 recipe (gain 2.0)."""
+    from detinit import detinit_state_dict
+
+    d = tmp_path_factory.mktemp("adain_weights")
+    torch.save(detinit_state_dict(fixtures_dir / "adain/keys_vgg_normalised.json", 2.0), d / "vgg_normalised.pth")
+    torch.save(detinit_state_dict(fixtures_dir / "adain/keys_decoder.json", 2.0), d / "decoder.pth")
+    return d / "vgg_normalised.pth", d / "decoder.pth"

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from detinit import detinit_state_dict
 from texturebias.errors import CheckpointError
 from texturebias.models.adain import adain_decoder, vgg_normalised
 from texturebias.stylize import AdaIN, StyleStats, adain, mean_std, preserve_color
@@ -24,16 +23,8 @@ TOL = 1e-4  # fixtures README: max |Δ| <= 1e-4 * max |expected|
 
 
 @pytest.fixture(scope="module")
-def weight_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from conftest import _shared
-
-    fixtures = _shared("TEXTUREBIAS_FIXTURES", "fixtures")
-    if fixtures is None:
-        pytest.skip("golden fixtures not available")
-    d = tmp_path_factory.mktemp("adain_weights")
-    torch.save(detinit_state_dict(fixtures / "adain/keys_vgg_normalised.json", 2.0), d / "vgg_normalised.pth")
-    torch.save(detinit_state_dict(fixtures / "adain/keys_decoder.json", 2.0), d / "decoder.pth")
-    return d / "vgg_normalised.pth", d / "decoder.pth"
+def weight_files(adain_weight_files: tuple[Path, Path]) -> tuple[Path, Path]:
+    return adain_weight_files
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ import pytest
 import torch
 from PIL import Image
 
-from detinit import detinit_state_dict
 from oddimages import CONVERTIBLE, UNREADABLE, make_odd_folder, make_photo, tree_bytes
 from texturebias.errors import DataError
 from texturebias.stylize import AdaIN
@@ -33,15 +32,8 @@ SMALL = {"content_size": 32, "crop": 32, "style_size": 32}
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from conftest import _shared
-
-    fixtures = _shared("TEXTUREBIAS_FIXTURES", "fixtures")
-    if fixtures is None:
-        pytest.skip("golden fixtures not available")
+def setup(tmp_path_factory: pytest.TempPathFactory, adain_weight_files: tuple[Path, Path]) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("sin")
-    torch.save(detinit_state_dict(fixtures / "adain/keys_vgg_normalised.json", 2.0), d / "vgg.pth")
-    torch.save(detinit_state_dict(fixtures / "adain/keys_decoder.json", 2.0), d / "decoder.pth")
     make_odd_folder(d / "content")
     rng = np.random.default_rng(7)
     styles = d / "styles"
@@ -50,7 +42,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         Image.fromarray(make_photo(rng, h, w)).save(styles / ("sub" if i % 2 else "") / f"paint{i}.JPG")
     Image.fromarray(make_photo(rng, 20, 50)).save(styles / "small.png")  # a side < 32: dropped, as SIN does
     (styles / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    return {"root": d, "vgg": d / "vgg.pth", "decoder": d / "decoder.pth", "content": d / "content", "styles": styles}
+    vgg, decoder = adain_weight_files
+    return {"root": d, "vgg": vgg, "decoder": decoder, "content": d / "content", "styles": styles}
 
 
 @pytest.fixture(scope="module")
