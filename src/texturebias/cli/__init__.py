@@ -16,17 +16,24 @@ from collections.abc import Sequence
 
 from texturebias import __version__
 
+# Order = order in `texturebias --help`: zoo, measure, explain, fight, scramble, robustness, demo.
 COMMAND_MODULES: tuple[str, ...] = (
     "texturebias.cli.models",
-    "texturebias.cli.heatmap", "texturebias.cli.patches", "texturebias.cli.correlate",
     "texturebias.cli.classify",
+    "texturebias.cli.data",
+    "texturebias.cli.shape_bias",
+    "texturebias.cli.analyze",
+    "texturebias.cli.heatmap",
+    "texturebias.cli.patches",
+    "texturebias.cli.correlate",
+    "texturebias.cli.stylize",
+    "texturebias.cli.train_decoder",
     "texturebias.cli.train",
     "texturebias.cli.evaluate",
-    "texturebias.cli.shape_bias", "texturebias.cli.analyze", "texturebias.cli.data",
-    "texturebias.cli.demo",
-    "texturebias.cli.stylize", "texturebias.cli.train_decoder",
+    "texturebias.cli.synthesize",
+    "texturebias.cli.scramble",
     "texturebias.cli.robustness",
-    "texturebias.cli.synthesize", "texturebias.cli.scramble",
+    "texturebias.cli.demo",
 )
 
 
