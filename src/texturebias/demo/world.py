@@ -29,9 +29,8 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 from scipy import ndimage
-from skimage.draw import polygon as draw_polygon
 
 from texturebias.utils.io import atomic_path
 from texturebias.utils.progress import progress
@@ -124,10 +123,13 @@ def shape_mask(shape: str, rng: np.random.Generator) -> np.ndarray:
     cx = rng.uniform(1 - lo[0], SIZE - 1 - hi[0]) if SIZE - 2 > hi[0] - lo[0] else half
     cy = rng.uniform(1 - lo[1], SIZE - 1 - hi[1]) if SIZE - 2 > hi[1] - lo[1] else half
     n = SIZE * SUPERSAMPLE
-    rr, cc = draw_polygon((pts[:, 1] + cy) * SUPERSAMPLE, (pts[:, 0] + cx) * SUPERSAMPLE, shape=(n, n))
-    big = np.zeros((n, n), dtype=np.float32)
-    big[rr, cc] = 1.0
-    return big.reshape(SIZE, SUPERSAMPLE, SIZE, SUPERSAMPLE).mean(axis=(1, 3))
+    # PIL's scanline fill is ~20x faster than skimage.draw.polygon here, and rasterisation was most of the
+    # world's generation time. Pixel (i, j) covers [j, j+1) x [i, i+1): shift by half a pixel to its centre.
+    big = Image.new("L", (n, n), 0)
+    corners = (pts + np.array([cx, cy])) * SUPERSAMPLE - 0.5
+    ImageDraw.Draw(big).polygon([(float(x), float(y)) for x, y in corners], fill=255)
+    cover = np.asarray(big, dtype=np.float32) / 255.0
+    return cover.reshape(SIZE, SUPERSAMPLE, SIZE, SUPERSAMPLE).mean(axis=(1, 3))
 
 
 # ------------------------------------------------------------------------------------------- textures
@@ -354,6 +356,17 @@ def make_sample(kind: str, index: int, seed: int, *, split: str = "train", p_mat
     raise ValueError(f"unknown set kind {kind!r}; expected one of {', '.join(SET_KINDS)}")
 
 
+def _write_range(root: Path, kind: str, seed: int, split: str, start: int, stop: int) -> int:
+    """Write images ``start..stop-1`` of a set (skipping existing files); returns how many were handled."""
+    for i in range(start, stop):
+        sample = make_sample(kind, i, seed, split=split)
+        path = root / sample.label / sample.filename
+        if not path.exists():
+            with atomic_path(path) as tmp:
+                Image.fromarray(sample.image).save(tmp, compress_level=1)
+    return stop - start
+
+
 def write_set(
     root: str | Path,
     kind: str,
@@ -362,12 +375,22 @@ def write_set(
     *,
     split: str = "train",
     desc: str | None = None,
+    workers: int = 0,
 ) -> int:
     """Write ``count`` images of a set as an ImageFolder (``root/<class>/<file>.png``); resumable.
 
     Each PNG is written atomically and files that already exist are kept, so an interrupted run continues
     where it stopped (every image is a pure function of its index: the result is the same). A finished set
     leaves a hidden marker (ignored by the image finders) and is skipped entirely on the next run.
+
+    Args:
+        root: ImageFolder root to write.
+        kind: One of :data:`SET_KINDS`.
+        count: Number of images.
+        seed: Demo seed.
+        split: "train" or "test".
+        desc: Progress-bar label.
+        workers: Processes generating in parallel (0: in this process). The files do not depend on it.
 
     Returns:
         The number of images in the set.
@@ -379,12 +402,22 @@ def write_set(
     classes = ["styles"] if kind == "styles" else list(TEXTURES if kind == "texture-probe" else SHAPES)
     for c in classes:
         (root / c).mkdir(parents=True, exist_ok=True)
-    for i in progress(range(count), desc=desc or f"generate {kind}/{split}", unit="img"):
-        sample = make_sample(kind, i, seed, split=split)
-        path = root / sample.label / sample.filename
-        if not path.exists():
-            with atomic_path(path) as tmp:
-                Image.fromarray(sample.image).save(tmp)
+    chunk = 250
+    ranges = [(a, min(a + chunk, count)) for a in range(0, count, chunk)]
+    with progress(total=count, desc=desc or f"generate {kind}/{split}", unit="img") as bar:
+        if workers > 1 and len(ranges) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # fork: the children only run numpy/PIL code and inherit the imported modules (no re-import cost).
+            ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+            with ProcessPoolExecutor(min(workers, len(ranges)), mp_context=ctx) as pool:
+                jobs = [pool.submit(_write_range, root, kind, seed, split, a, b) for a, b in ranges]
+                for job in jobs:
+                    bar.update(job.result())
+        else:
+            for a, b in ranges:
+                bar.update(_write_range(root, kind, seed, split, a, b))
     marker.touch()
     return count
 
