@@ -220,6 +220,36 @@ def test_resume_equals_uninterrupted_run_bitwise(folders: dict[str, Path], tmp_p
     assert [r["val_top1"] for r in a] == [r["val_top1"] for r in b]
 
 
+@pytest.mark.parametrize("augment", ["flip", "standard"])
+def test_cached_images_train_exactly_like_files(folders: dict[str, Path], tmp_path: Path, augment: str) -> None:
+    from texturebias.preprocessing import resolve_preprocessing
+    from texturebias.train.data import ImageDataset, train_transform_parts
+
+    images = index_training_folders([folders["train"]])
+    pre = resolve_preprocessing(TINY)
+    prepare, random = train_transform_parts(pre, augment)
+    plain = ImageDataset(images, random, prepare=prepare, seed=3)
+    cached = ImageDataset(images, random, prepare=prepare, seed=3, cache=True)
+    cached.preload()
+    assert cached.cache is not None and len(cached.cache) == len(images)
+    for epoch in (0, 1):
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for i in range(len(images)):
+            assert torch.equal(plain[i][0], cached[i][0]), (epoch, i)
+
+    # The whole run, through the CLI flag, with a forked data worker that inherits the cache.
+    a = train(tiny_config(folders, tmp_path / "files", augment=augment))
+    assert main(["train", "--model", TINY, "--data", str(folders["train"]), "--val", str(folders["val"]),
+                 "--out", str(tmp_path / "cached"), "--epochs", "3", "--batch-size", "8", "--lr", "0.1",
+                 "--lr-steps", "2", "--workers", "1", "--augment", augment, "--seed", "7",
+                 "--cache-images"]) == 0  # fmt: skip
+    b = create_model(TINY, checkpoint=tmp_path / "cached" / "checkpoint_last.pt")
+    for key, value in a.model.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    assert json.loads((tmp_path / "cached" / "config.json").read_text())["cache_images"] is True
+
+
 def test_any_registered_model_trains_with_bf16_channels_last_and_new_head(
     folders: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -23,6 +23,7 @@ from torchvision.transforms import v2 as T
 from texturebias.data.images import index_image_folder, load_image
 from texturebias.errors import DataError
 from texturebias.preprocessing import Preprocessing
+from texturebias.utils.progress import progress
 from texturebias.utils.seed import stable_hash
 
 
@@ -89,24 +90,39 @@ def index_training_folders(
     )
 
 
-def train_transform(preprocessing: Preprocessing, augment: str = "standard") -> Callable[[Any], torch.Tensor]:
-    """The training transform.
+def train_transform_parts(
+    preprocessing: Preprocessing, augment: str = "standard"
+) -> tuple[Callable[[Any], Any], Callable[[Any], torch.Tensor]]:
+    """The training transform split into a deterministic first part and a random second part.
+
+    The first part's output can be cached (``--cache-images``): it is the same in every epoch.
 
     Args:
         preprocessing: The model's input preprocessing (size, mean/std, interpolation).
         augment: ``standard`` = RandomResizedCrop(input_size) + horizontal flip (ImageNet protocol);
             ``flip`` = the eval Resize + CenterCrop, then a horizontal flip (small images, where random
             crops would destroy the object); ``none`` = the eval transform.
+
+    Returns:
+        ``(fixed, random)``: PIL image → intermediate, intermediate → tensor.
     """
     if augment == "standard":
-        return preprocessing.train_transform()
+        return _identity, preprocessing.train_transform()
     if augment == "none":
-        return preprocessing.eval_transform("always")
+        return preprocessing.eval_transform("always"), _identity
     if augment == "flip":
-        eval_tf = preprocessing.eval_transform("always")
-        flip = T.RandomHorizontalFlip()
-        return lambda img: flip(eval_tf(img))
+        return preprocessing.eval_transform("always"), T.RandomHorizontalFlip()
     raise ValueError(f"unknown augmentation {augment!r}")
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def train_transform(preprocessing: Preprocessing, augment: str = "standard") -> Callable[[Any], torch.Tensor]:
+    """The training transform (see :func:`train_transform_parts` for ``augment``)."""
+    fixed, random = train_transform_parts(preprocessing, augment)
+    return lambda img: random(fixed(img))
 
 
 class ImageDataset(Dataset):
@@ -114,8 +130,13 @@ class ImageDataset(Dataset):
 
     Args:
         images: The indexed files and labels.
-        transform: PIL image → tensor.
+        transform: The random part of the transform (or the whole transform): intermediate → tensor.
         seed: Base seed of the augmentation; ``None`` for a deterministic (eval) transform.
+        prepare: Deterministic first part (PIL image → intermediate, e.g. the eval resize + normalisation);
+            ``None`` = identity.
+        cache: Keep every prepared image in memory after it is first loaded (small data sets: decoding a PNG
+            costs more than training a small network on it). :meth:`preload` fills the cache up front, so
+            that data-loader workers forked afterwards share it. Cached and uncached runs give identical tensors.
     """
 
     def __init__(
@@ -124,10 +145,14 @@ class ImageDataset(Dataset):
         transform: Callable[[Any], torch.Tensor],
         *,
         seed: int | None = None,
+        prepare: Callable[[Any], Any] | None = None,
+        cache: bool = False,
     ) -> None:
         self.images = images
         self.transform = transform
         self.seed = seed
+        self.prepare = prepare or _identity
+        self.cache: dict[int, Any] | None = {} if cache else None
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -137,9 +162,24 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
+    def _prepared(self, index: int) -> Any:
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
+        item = self.prepare(load_image(self.images.samples[index][0]))
+        if self.cache is not None:
+            self.cache[index] = item
+        return item
+
+    def preload(self, desc: str = "cache images") -> None:
+        """Load and prepare every image into the cache (no-op without ``cache=True``)."""
+        if self.cache is None:
+            return
+        for i in progress(range(len(self)), desc=desc, unit="img", leave=False):
+            self._prepared(i)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        path, label = self.images.samples[index]
-        img = load_image(path)
+        label = self.images.samples[index][1]
+        img = self._prepared(index)
         if self.seed is None:
             return self.transform(img), label
         sample_seed = stable_hash("train-augment", self.seed, self.epoch, index) % 2**63

@@ -28,7 +28,13 @@ from texturebias.errors import CheckpointError, TextureBiasError
 from texturebias.evaluate.imagenet import MetricAccumulator, score_batches
 from texturebias.models import create_model
 from texturebias.preprocessing import Preprocessing, resolve_preprocessing
-from texturebias.train.data import ImageDataset, LabeledImages, ShardSampler, index_training_folders, train_transform
+from texturebias.train.data import (
+    ImageDataset,
+    LabeledImages,
+    ShardSampler,
+    index_training_folders,
+    train_transform_parts,
+)
 from texturebias.train.recipes import TrainConfig, resolve_config
 from texturebias.utils.device import autocast, resolve_device
 from texturebias.utils.distributed import DistInfo, barrier, init_distributed
@@ -360,7 +366,9 @@ def _train(cfg: TrainConfig, info: DistInfo, style_augment: nn.Module | None) ->
     val_images = index_training_folders([cfg.val], classes=train_images.classes) if cfg.val is not None else None
     classes = train_images.classes
     pre = effective_preprocessing(cfg)
-    train_set = ImageDataset(train_images, train_transform(pre, cfg.augment), seed=cfg.seed)
+    prepare, augment = train_transform_parts(pre, cfg.augment)
+    train_set = ImageDataset(train_images, augment, prepare=prepare, seed=cfg.seed, cache=cfg.cache_images)
+    train_set.preload(desc="cache training images")
     local_batch = cfg.batch_size // info.world_size
     sampler = torch.utils.data.DistributedSampler(
         train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=False
@@ -371,7 +379,8 @@ def _train(cfg: TrainConfig, info: DistInfo, style_augment: nn.Module | None) ->
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=local_batch, sampler=sampler, **loader_kw)
     val_loader = None
     if val_images is not None:
-        val_set = ImageDataset(val_images, pre.eval_transform("always"))
+        val_set = ImageDataset(val_images, pre.eval_transform("always"), cache=cfg.cache_images)
+        val_set.preload(desc="cache validation images")
         val_loader = torch.utils.data.DataLoader(
             val_set, batch_size=local_batch, sampler=ShardSampler(len(val_set), info.rank, info.world_size),
             **loader_kw,
