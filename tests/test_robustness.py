@@ -292,3 +292,27 @@ def test_robustness_imagenet_folder_top1_top5(tmp_path: Path) -> None:
     assert acc.loc["0", "top5"] == 1.0 and acc.loc["90", "top5"] == 1.0
     assert res[res["category"] == "n01443537"]["top1"].tolist() == [0, 0]
     assert res["prediction"].tolist() == [0] * 6
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["shape-bias", "--stimuli", "{d}", "--out", "{d}/o"],
+        ["robustness", "--data", "{d}", "--distortion", "contrast", "--out", "{d}/o"],
+        ["benchmark", "--data", "{d}", "--out", "{d}/o"],
+    ],
+    ids=["shape-bias", "robustness", "benchmark"],
+)
+def test_one_checkpoint_with_several_models_is_refused_before_any_work(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from texturebias.cli import main
+
+    ckpt = tmp_path / "w.pt"
+    torch.save({}, ckpt)
+    args = [a.replace("{d}", str(tmp_path)) for a in argv]
+    code = main([*args, "--model", "resnet18", "--model", "alexnet", "--checkpoint", str(ckpt)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "--checkpoint needs exactly one --model (got 2: resnet18, alexnet)" in err
+    assert "Traceback" not in err and not (tmp_path / "o").exists()

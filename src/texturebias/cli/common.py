@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from texturebias.errors import TextureBiasError
+
 
 def add_model_arguments(
     parser: argparse.ArgumentParser, *, default: str | None = "efficientnet_lite0", multiple: bool = False
@@ -26,8 +28,25 @@ def add_model_arguments(
             help=f"registered model name (default: {default}); see `texturebias models`",
         )
     parser.add_argument(
-        "--checkpoint", type=Path, metavar="PATH", help="local weights file instead of the declared pretrained weights"
+        "--checkpoint",
+        type=Path,
+        metavar="PATH",
+        help="local weights file instead of the declared pretrained weights"
+        + (" (only with one --model)" if multiple else ""),
     )
+
+
+def model_names(args: argparse.Namespace, default: str = "efficientnet_lite0") -> list[str]:
+    """The ``--model`` list of a ``multiple=True`` command (``default`` when none is given).
+
+    Raises:
+        TextureBiasError: ``--checkpoint`` with several models: one weights file cannot fit them all, and
+            loading it into each would silently evaluate the same network under several names.
+    """
+    models = list(args.model or [default])
+    if getattr(args, "checkpoint", None) is not None and len(models) != 1:
+        raise TextureBiasError(f"--checkpoint needs exactly one --model (got {len(models)}: {', '.join(models)})")
+    return models
 
 
 def add_device_arguments(parser: argparse.ArgumentParser, *, precision: bool = False) -> None:

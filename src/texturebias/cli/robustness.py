@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from texturebias.cli.common import add_device_arguments, add_model_arguments, positive_int
+from texturebias.cli.common import add_device_arguments, add_model_arguments, model_names, positive_int
 
 
 def _names(text: str) -> list[str]:
@@ -104,7 +104,7 @@ def run_distort(args: argparse.Namespace) -> int:
 def run_robustness(args: argparse.Namespace) -> int:
     from texturebias.evaluate.robustness import run_robustness as run
 
-    models = args.model or ["efficientnet_lite0"]
+    models = model_names(args)
     res = run(models, args.data, args.distortion, args.out, human_data=args.human_data,
               with_humans=not args.no_humans, levels=args.levels, seed=args.seed, phase_mode=args.phase_mode,
               checkpoint=args.checkpoint, mapping=args.mapping, aggregation=args.aggregation,
@@ -119,7 +119,7 @@ def run_robustness(args: argparse.Namespace) -> int:
 def run_benchmark(args: argparse.Namespace) -> int:
     from texturebias.evaluate.benchmark import run_benchmark as run
 
-    models = args.model or ["efficientnet_lite0"]
+    models = model_names(args)
     res = run(models, args.data, args.out, datasets=args.datasets, human_data=args.human_data,
               checkpoint=args.checkpoint, mapping=args.mapping, aggregation=args.aggregation,
               batch_size=args.batch_size, device=args.device, precision=args.precision,

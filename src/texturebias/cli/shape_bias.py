@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from texturebias.cli.common import add_device_arguments, positive_int
+from texturebias.cli.common import add_device_arguments, add_model_arguments, model_names, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,13 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "trial CSV in the human schema + summary.json per model, error consistency with each human subject, "
         "and the paper's matrix plot (PNG + PDF) of humans and all models.",
     )
-    p.add_argument(
-        "--model",
-        action="append",
-        metavar="NAME",
-        help="registered model, repeatable (default: efficientnet_lite0); see `texturebias models`",
-    )
-    p.add_argument("--checkpoint", type=Path, metavar="PATH", help="local weights (only with one --model)")
+    add_model_arguments(p, multiple=True)
     p.add_argument("--name", metavar="NAME", help="decision-maker name in outputs (only with one --model)")
     p.add_argument(
         "--stimuli",
@@ -71,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from texturebias.evaluate.cue_conflict import shape_bias_report
 
     report = shape_bias_report(
-        args.model or ["efficientnet_lite0"], checkpoint=args.checkpoint, name=args.name, stimuli=args.stimuli,
+        model_names(args), checkpoint=args.checkpoint, name=args.name, stimuli=args.stimuli,
         out_dir=args.out, compare=args.compare, humans=not args.no_humans, n_boot=args.bootstrap, seed=args.seed,
         aggregation=args.aggregation, mapping=args.mapping, sets=[s.strip() for s in args.sets.split(",") if s],
         batch_size=args.batch_size, device=args.device, precision=args.precision, download=not args.no_download,

@@ -214,9 +214,15 @@ def run_robustness(
         out_dir: Output folder.
         human_data: MVH ``raw-data`` folder.
         with_humans: Add the human curves (skipped with a note when the data is unavailable).
-        **kwargs: Passed to :func:`robustness_trials` (levels, seed, device, ...).
+        **kwargs: Passed to :func:`robustness_trials` (levels, seed, device, checkpoint, ...).
+
+    Raises:
+        DataError: a ``checkpoint`` with several models (it would be loaded into every one of them).
     """
     from texturebias.evaluate.benchmark import accuracy_by_condition, human_trials_for
+
+    if kwargs.get("checkpoint") is not None and len(models) != 1:
+        raise DataError("--checkpoint needs exactly one model")
     from texturebias.evaluate.distortions import get_distortion
     from texturebias.evaluate.trials import write_trials
     from texturebias.utils.io import atomic_open
