@@ -106,3 +106,16 @@ def test_official_checkpoint_loads_into_the_stylizer(folders: tuple[Path, Path],
         model = AdaIN.from_checkpoints(vgg, path)
         with torch.no_grad():
             assert model(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)).shape == (1, 3, 16, 16)
+
+
+@pytest.mark.parametrize("pool", [True, False])
+def test_small_networks_mirror_each_other_with_and_without_pooling(pool: bool) -> None:
+    encoder, layers = small_vgg_encoder((8, 16, 24), convs_per_stage=2, seed=0, pool=pool)
+    assert all(isinstance(encoder[i], torch.nn.ReLU) for i in layers) and len(layers) == 3
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in encoder) == (2 if pool else 0)
+    decoder = mirrored_decoder((8, 16, 24), convs_per_stage=2, pool=pool)
+    assert sum(isinstance(m, torch.nn.Upsample) for m in decoder) == (2 if pool else 0)
+    x = torch.rand(2, 3, 32, 32)
+    feat = encoder[: layers[-1] + 1](x)
+    assert feat.shape == ((2, 24, 8, 8) if pool else (2, 24, 32, 32))
+    assert decoder(feat).shape == x.shape

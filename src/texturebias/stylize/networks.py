@@ -15,7 +15,7 @@ from torch import nn
 
 
 def small_vgg_encoder(
-    channels: Sequence[int] = (16, 32), convs_per_stage: int = 1, seed: int | None = 0
+    channels: Sequence[int] = (16, 32), convs_per_stage: int = 1, seed: int | None = 0, pool: bool = True
 ) -> tuple[nn.Sequential, tuple[int, ...]]:
     """A VGG-style encoder: stages of (reflection pad, 3×3 conv, ReLU) × ``convs_per_stage``, max-pool between.
 
@@ -24,6 +24,7 @@ def small_vgg_encoder(
         convs_per_stage: 3×3 convs per stage (the first ReLU of a stage is its style layer, as VGG's reluX_1).
         seed: Seed of the (He-normal) random initialisation, so a "frozen random encoder" is reproducible;
             ``None`` keeps PyTorch's default initialisation.
+        pool: Max-pool (2x2) between stages, as VGG; ``False`` keeps the full resolution at every layer.
 
     Returns:
         ``(encoder, style_layers)``: pass both to :class:`~texturebias.stylize.AdaIN`
@@ -33,7 +34,7 @@ def small_vgg_encoder(
     style_layers: list[int] = []
     in_ch = 3
     for stage, out_ch in enumerate(channels):
-        if stage > 0:
+        if stage > 0 and pool:
             layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
         for j in range(convs_per_stage):
             layers += [nn.ReflectionPad2d(1), nn.Conv2d(in_ch, out_ch, kernel_size=3), nn.ReLU()]
@@ -53,11 +54,12 @@ def small_vgg_encoder(
     return encoder, tuple(style_layers)
 
 
-def mirrored_decoder(channels: Sequence[int] = (16, 32), convs_per_stage: int = 1) -> nn.Sequential:
+def mirrored_decoder(channels: Sequence[int] = (16, 32), convs_per_stage: int = 1, pool: bool = True) -> nn.Sequential:
     """The decoder matching :func:`small_vgg_encoder` (as the official decoder mirrors VGG up to relu4_1).
 
     From the AdaIN layer (``channels[-1]`` channels) back to RGB: per stage (pad, conv, ReLU) blocks, nearest
-    ×2 upsampling between stages, and a final (pad, conv → 3) without activation (raw output).
+    ×2 upsampling between stages (when the encoder pools), and a final (pad, conv → 3) without activation
+    (raw output).
     """
     layers: list[nn.Module] = []
     rev = list(channels)[::-1]
@@ -68,7 +70,8 @@ def mirrored_decoder(channels: Sequence[int] = (16, 32), convs_per_stage: int = 
             layers += [nn.ReflectionPad2d(1), nn.Conv2d(in_ch, in_ch, kernel_size=3), nn.ReLU()]
         if stage + 1 < len(rev):
             layers += [nn.ReflectionPad2d(1), nn.Conv2d(in_ch, out_ch, kernel_size=3), nn.ReLU()]
-            layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+            if pool:
+                layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
             in_ch = out_ch
     layers += [nn.ReflectionPad2d(1), nn.Conv2d(in_ch, in_ch, kernel_size=3), nn.ReLU()]
     layers += [nn.ReflectionPad2d(1), nn.Conv2d(in_ch, 3, kernel_size=3)]
