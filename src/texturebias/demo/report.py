@@ -110,7 +110,8 @@ def render_report(summary: Mapping[str, Any], figures: Mapping[str, Path]) -> st
         "<i>randomised</i> set textures come from a separate bank with random colours, so only shape predicts the "
         "class (the ideal that Stylized-ImageNet approximates). The <i>stylized</i> set is the natural set "
         "re-rendered by AdaIN [huang2017] with bank textures as styles (frozen random VGG-style encoder, AdaIN at "
-        "a relu2_1-like layer, decoder trained here). The <i>cue-conflict</i> set puts texture B on shape A "
+        f"a relu2_1-like layer, decoder trained here, style strength &alpha; = {sz.get('stylize_alpha', 1.0)}). "
+        "The <i>cue-conflict</i> set puts texture B on shape A "
         "(A &ne; B); <i>silhouettes</i> are flat-coloured shapes (shape only).</p>")  # fmt: skip
     if "samples" in figures:
         add(_img(figures["samples"], "example images", "Example test images of each generated set."))
@@ -157,7 +158,8 @@ def render_report(summary: Mapping[str, Any], figures: Mapping[str, Path]) -> st
 
     # BagNets.
     add("<h3>BagNet heatmaps</h3>")
-    add("<p>A BagNet classifies by averaging the class evidence of small patches (here 11&times;11 of 32&times;32 "
+    q = s.get("heatmaps", {}).get("receptive_field", "q")
+    add(f"<p>A BagNet classifies by averaging the class evidence of small patches (here {q}&times;{q} of 32&times;32 "
         "pixels) [brendel2019]; its heatmap shows each patch's evidence for the true class, and its most "
         "informative patches show what it relies on: texture, not the outline.</p>")  # fmt: skip
     if "heatmaps" in figures:

@@ -138,6 +138,9 @@ class BagNet(nn.Module):
         num_classes: Output classes of ``fc``.
         in_stem: Stem channels (official: 64).
         expansion: Bottleneck expansion (official: 4).
+        stem_bn_momentum: Momentum of the stem's BatchNorm running averages (official: 0.001, which suits 90
+            ImageNet epochs; a run of a few hundred steps needs ~0.1 or its eval-mode statistics stay near
+            their initial values).
 
     Attributes:
         receptive_field: q, the side of the input window one output location sees.
@@ -153,6 +156,7 @@ class BagNet(nn.Module):
         num_classes: int = 1000,
         in_stem: int = 64,
         expansion: int = 4,
+        stem_bn_momentum: float = 0.001,
     ) -> None:
         super().__init__()
         if not (len(widths) == len(blocks) == len(kernel3) == len(strides)) or not widths:
@@ -162,7 +166,7 @@ class BagNet(nn.Module):
         self.expansion = expansion
         self.conv1 = nn.Conv2d(3, in_stem, kernel_size=1, stride=1, padding=0, bias=False)
         self.conv2 = nn.Conv2d(in_stem, in_stem, kernel_size=3, stride=1, padding=0, bias=False)
-        self.bn1 = nn.BatchNorm2d(in_stem, momentum=0.001)
+        self.bn1 = nn.BatchNorm2d(in_stem, momentum=stem_bn_momentum)
         self.relu = nn.ReLU(inplace=True)
         self._inplanes = in_stem
         rf, jump = 3, 1

@@ -1,8 +1,8 @@
 """The demo family: small networks for the generated 32 x 32 shapes x textures world (``texturebias demo``).
 
-``demo_cnn`` is a ResNet-style CNN (~0.3 M parameters) whose receptive field covers the whole image, so it
+``demo_cnn`` is a ResNet-style CNN (~75 k parameters) whose receptive field covers the whole image, so it
 *can* use global shape; ``demo_bagnet`` is a tiny BagNet (:class:`~texturebias.models.bagnet.BagNet`, receptive
-field 11 px of 32) that can only count local features, the miniature of BagNet-9/17 on ImageNet (Brendel &
+field 13 px of 32) that can only count local features, the miniature of BagNet-9/17 on ImageNet (Brendel &
 Bethge, ICLR 2019). Neither has pretrained weights: the demo trains them in seconds.
 """
 
@@ -46,10 +46,13 @@ class DemoCNN(nn.Module):
 
     Args:
         num_classes: Output classes (8 in the demo world).
-        widths: Channels of the three stages.
+        widths: Channels of the three stages. The default (16, 32, 64) trains at ~0.5 ms per 32-px image on
+            2 CPU cores; learning shapes from texture-randomised images takes 6-10 epochs of 8,000 images
+            (measured: 0.81 / 0.89 / 0.90 accuracy after 6 / 8 / 10 epochs), which the prototype's 0.3 M-parameter
+            width (32, 64, 128), at 1.4 ms per image, could not fit into the demo's budget.
     """
 
-    def __init__(self, num_classes: int = 8, widths: tuple[int, int, int] = (32, 64, 128)) -> None:
+    def __init__(self, num_classes: int = 8, widths: tuple[int, int, int] = (16, 32, 64)) -> None:
         super().__init__()
         # A stride-2 stem keeps the cost at ~12 M multiply-adds per image (a full-resolution first stage
         # would cost 4x more for no accuracy gain on 32-px images); the 3x3 stem still sees every pixel.
@@ -74,17 +77,24 @@ class DemoCNN(nn.Module):
 
 @register_model(family="demo", preprocessing=DEMO_PREPROCESSING)
 def demo_cnn(num_classes: int = 8, **kwargs: Any) -> DemoCNN:
-    """Demo ResNet-style CNN for 32-px images (~0.29 M parameters, global receptive field)."""
+    """Demo ResNet-style CNN for 32-px images (~75 k parameters, global receptive field)."""
     return DemoCNN(num_classes=num_classes, **kwargs)
 
 
 @register_model(family="demo", preprocessing=DEMO_PREPROCESSING)
 def demo_bagnet(num_classes: int = 8, **kwargs: Any) -> BagNet:
-    """Demo BagNet for 32-px images: receptive field 11 px, stride 2 (a miniature BagNet-9/17)."""
-    # Receptive field: stem 3x3 (3) + layer1's 3x3 (+2) + layer2's 3x3 (+2) + layer3's 3x3 after the
-    # stride-2 layer2 (+4) = 11.
+    """Demo BagNet for 32-px images: receptive field 13 px, stride 2 (a miniature BagNet-9/17)."""
+    # Receptive field: stem 3x3 (3) + layer1's 3x3 at stride 2 (+2) + layer2's 3x3 (+4) + layer3's 3x3 (+4) = 13.
+    # Striding in layer1 rather than layer2 costs 0.6x the time per image (measured: 1.6 vs 2.5 ms) for the same
+    # accuracy on the demo world. The stem BN's running averages need a normal momentum in a 3-epoch run.
     defaults: dict[str, Any] = dict(
-        widths=(16, 32, 48), blocks=(1, 1, 1), kernel3=(1, 1, 1), strides=(1, 2, 1), in_stem=16, expansion=2
+        widths=(16, 32, 48),
+        blocks=(1, 1, 1),
+        kernel3=(1, 1, 1),
+        strides=(2, 1, 1),
+        in_stem=16,
+        expansion=2,
+        stem_bn_momentum=0.1,
     )
     defaults.update(kwargs)
     return BagNet(num_classes=num_classes, **defaults)
