@@ -97,6 +97,15 @@ def test_rerun_skips_finished_and_retries_failed(odd_dir: Path, tmp_path: Path) 
     assert after["cls_a/img2.png"] == before["cls_a/img2.png"]
     assert "bad/empty.png" not in {r["input"] for r in read_csv(out / "failed.csv")}
 
+    # An unreadable input that the user deletes stops being reported as failed; finished outputs stay recorded.
+    gone = sorted(set(UNREADABLE) - {"bad/empty.png"})[0]
+    (odd_dir / gone).unlink()
+    summary = run_folder_job(odd_dir, out, noisy_process)
+    assert gone not in {rel for rel, _ in summary.failed}
+    assert gone not in {r["input"] for r in read_csv(out / "failed.csv")}
+    assert gone not in {r["input"] for r in read_csv(out / "manifest.csv")}
+    assert "cls_a/img2.png" in {r["input"] for r in read_csv(out / "manifest.csv")}
+
 
 def test_independent_of_batch_size_and_workers(odd_dir: Path, tmp_path: Path) -> None:
     run_folder_job(odd_dir, tmp_path / "a", noisy_process, batch_size=1, workers=0, manifest_fields=["seed"])

@@ -297,6 +297,8 @@ def finalize_records(
     failed: list[tuple[str, str]] = []
     for rel in sorted(records, key=lambda r: (order.get(r, len(order)), r)):
         rec = records[rel]
+        if rec.get("status") != "done" and rel not in order:
+            continue  # a failed input that has since been removed is no longer this job's failure
         if rec.get("status") == "done":
             rows.extend(rec["rows"])
         else:
