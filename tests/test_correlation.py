@@ -57,3 +57,56 @@ def test_identical_and_negated_models(tmp_path):
 def test_empty_folder_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="no images"):
         logit_correlation(tmp_path, tmp_path / "out", model_a=torch.nn.Identity(), model_b=torch.nn.Identity())
+
+
+class _Flaky(torch.nn.Module):
+    """Wraps a model; raises on forward call number ``fail_at`` (an interruption), counts the calls."""
+
+    def __init__(self, inner: torch.nn.Module, fail_at: int | None = None) -> None:
+        super().__init__()
+        self.inner, self.fail_at, self.calls = inner, fail_at, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.fail_at is not None and self.calls == self.fail_at:
+            raise KeyboardInterrupt
+        return self.inner(x)
+
+
+def test_interrupted_run_resumes_with_only_the_missing_images(tmp_path):
+    from PIL import Image
+
+    from texturebias.errors import TextureBiasError
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "imgs").mkdir()
+    for i in range(7):
+        Image.fromarray(rng.integers(0, 255, (36, 36, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    torch.manual_seed(0)
+    a = BagNet(widths=(4,), blocks=(1,), kernel3=(1,), strides=(2,), num_classes=10, in_stem=4).eval()
+    torch.manual_seed(1)
+    b = BagNet(widths=(4,), blocks=(1,), kernel3=(1,), strides=(2,), num_classes=10, in_stem=4).eval()
+
+    full = logit_correlation(tmp_path / "imgs", tmp_path / "full", model_a=a, model_b=_Flaky(b), batch_size=2)
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):  # dies in the third batch: images 0-3 are journaled
+        logit_correlation(tmp_path / "imgs", out, model_a=a, model_b=_Flaky(b, fail_at=3), batch_size=2)
+    assert not (out / "correlation.csv").exists()
+    assert len(list(csv.DictReader(open(out / "correlation.partial.csv")))) == 4
+
+    # Other settings are refused instead of being mixed in.
+    with pytest.raises(TextureBiasError, match="other settings"):
+        logit_correlation(tmp_path / "imgs", out, model_a=a, model_b=b, batch_size=2)
+
+    healthy = _Flaky(b)
+    resumed = logit_correlation(tmp_path / "imgs", out, model_a=a, model_b=healthy, batch_size=2)
+    assert healthy.calls == 2  # images 4-6 only
+    assert resumed.n_images == full.n_images == 7
+    assert resumed.top1_agreement == full.top1_agreement
+    assert resumed.mean_r == pytest.approx(full.mean_r, abs=1e-9)
+    rows_full = list(csv.DictReader(open(tmp_path / "full" / "correlation.csv")))
+    rows_res = list(csv.DictReader(open(out / "correlation.csv")))
+    assert [r["image"] for r in rows_res] == [r["image"] for r in rows_full]  # input order, not resume order
+    for x, y in zip(rows_full, rows_res, strict=True):
+        assert abs(float(x["pearson_r"]) - float(y["pearson_r"])) <= 1e-6
+    assert not (out / "correlation.partial.csv").exists() and not (out / "correlation.partial.json").exists()

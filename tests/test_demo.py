@@ -65,7 +65,10 @@ def test_shape_masks_stay_inside_the_frame_and_have_plausible_area() -> None:
         for _ in range(5):
             m = world.shape_mask(shape, rng)
             assert m.min() >= 0 and m.max() <= 1
-            assert m[0].sum() == 0 and m[-1].sum() == 0 and m[:, 0].sum() == 0 and m[:, -1].sum() == 0
+            # 1-px margin: PIL's fill includes the outline, so a vertex placed exactly on the margin may cover a
+            # quarter pixel of the border row, never more (the shape is never cut by the frame)
+            for border in (m[0], m[-1], m[:, 0], m[:, -1]):
+                assert border.max() <= 0.25, shape
             # scale 0.6-0.9 of the half-width: between ~4% and ~65% of the image
             assert 0.04 * 32 * 32 < m.sum() < 0.65 * 32 * 32, shape
 

@@ -7,10 +7,17 @@ them (mean, sd, median, histogram, top-1 agreement). Each model gets its own pre
 
 Outputs: ``correlation.csv`` (image, pearson_r, top1_a, top1_b, agree), ``correlation.json`` (summary),
 ``correlation.png/pdf`` (histogram), ``skipped.csv`` (unreadable images and why).
+
+Resumable: while it runs, every finished batch is appended to ``correlation.partial.csv`` (full-precision
+values) next to ``correlation.partial.json`` (the models, checkpoints and folder). Rerunning the same call
+after an interruption computes only the images that are not in the journal; a journal of other settings is
+refused. The journal is removed when the final files are written.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -109,10 +116,22 @@ def logit_correlation(
     nets = [r[0] for r in resolved]
     transforms = [r[1].eval_transform("always") for r in resolved]
     model_a, model_b = resolved[0][2], resolved[1][2]
-    rows: list[dict[str, Any]] = []
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    identity = {
+        "data_dir": str(root.resolve()),
+        "model_a": model_a,
+        "model_b": model_b,
+        "checkpoint_a": str(checkpoint_a) if checkpoint_a is not None else None,
+        "checkpoint_b": str(checkpoint_b) if checkpoint_b is not None else None,
+    }
+    done = _read_journal(out, identity)
+    journal = open(out / _JOURNAL, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed in finally
+    writer = csv.writer(journal)
+    if journal.tell() == 0:
+        writer.writerow(_JOURNAL_FIELDS)
+    results: dict[str, tuple[float, int, int]] = dict(done)
     skipped: list[tuple[str, str]] = []
-    rs: list[float] = []
-    agree: list[bool] = []
 
     def flush(batch: list[tuple[Path, torch.Tensor, torch.Tensor]]) -> None:
         with strict_fp32(), torch.inference_mode():
@@ -123,25 +142,38 @@ def logit_correlation(
         r = pearson_rows(la, lb)
         ta, tb = la.argmax(dim=1), lb.argmax(dim=1)
         for (path, _, _), ri, a, b in zip(batch, r.tolist(), ta.tolist(), tb.tolist(), strict=True):
-            rows.append({"image": str(path), "pearson_r": f"{ri:.6f}", "top1_a": a, "top1_b": b, "agree": int(a == b)})
-            rs.append(ri)
-            agree.append(a == b)
+            results[str(path)] = (ri, a, b)
+            writer.writerow([str(path), repr(ri), a, b])
+        journal.flush()
 
-    batch: list[tuple[Path, torch.Tensor, torch.Tensor]] = []
-    for path in progress(paths, desc="correlate", unit="img"):
-        try:
-            img = load_image(path)
-            batch.append((path, transforms[0](img), transforms[1](img)))
-        except (TextureBiasError, OSError, ValueError) as exc:
-            skipped.append((str(path), str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
-            continue
-        if len(batch) == batch_size:
-            flush(batch)
-            batch = []
-    if batch:
-        flush(batch)
-    if not rs:
+    todo = [p for p in paths if str(p) not in done]
+    try:
+        batch: list[tuple[Path, torch.Tensor, torch.Tensor]] = []
+        bar = progress(total=len(paths), desc="correlate", unit="img")
+        bar.update(len(paths) - len(todo))
+        with bar:
+            for path in todo:
+                bar.update(1)
+                try:
+                    img = load_image(path)
+                    batch.append((path, transforms[0](img), transforms[1](img)))
+                except (TextureBiasError, OSError, ValueError) as exc:
+                    skipped.append((str(path), str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+                    continue
+                if len(batch) == batch_size:
+                    flush(batch)
+                    batch = []
+            if batch:
+                flush(batch)
+    finally:
+        journal.close()
+    ordered = [(str(p), results[str(p)]) for p in paths if str(p) in results]
+    if not ordered:
         raise DataError(f"{root}: none of the {len(paths)} images could be read (see the messages above)")
+    rows = [{"image": name, "pearson_r": f"{ri:.6f}", "top1_a": a, "top1_b": b, "agree": int(a == b)}
+            for name, (ri, a, b) in ordered]  # fmt: skip
+    rs = [ri for _, (ri, _, _) in ordered]
+    agree = [a == b for _, (_, a, b) in ordered]
 
     arr = np.asarray(rs, dtype=np.float64)
     finite = arr[np.isfinite(arr)]
@@ -158,8 +190,6 @@ def logit_correlation(
         histogram_edges=[float(e) for e in edges],
         histogram_counts=[int(c) for c in counts],
     )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "correlation.csv", rows, ["image", "pearson_r", "top1_a", "top1_b", "agree"])
     write_csv(out / "skipped.csv", ({"image": p, "reason": r} for p, r in skipped), ["image", "reason"])
     write_json(out / "correlation.json", _json_safe(summary.as_dict()))
@@ -172,7 +202,40 @@ def logit_correlation(
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     save_figure(fig, out / "correlation")
+    (out / _JOURNAL).unlink(missing_ok=True)
+    (out / _JOURNAL_ID).unlink(missing_ok=True)
     return summary
+
+
+_JOURNAL = "correlation.partial.csv"
+_JOURNAL_ID = "correlation.partial.json"
+_JOURNAL_FIELDS = ("image", "pearson_r", "top1_a", "top1_b")
+
+
+def _read_journal(out: Path, identity: dict[str, Any]) -> dict[str, tuple[float, int, int]]:
+    """Rows of an interrupted run with the same settings (image → r, top1_a, top1_b); starts a journal if none."""
+    from texturebias.utils.io import write_json
+
+    id_path, path = out / _JOURNAL_ID, out / _JOURNAL
+    if id_path.exists() and path.exists():
+        saved = json.loads(id_path.read_text(encoding="utf-8"))
+        if saved != identity:
+            changed = ", ".join(k for k in identity if saved.get(k) != identity[k])
+            raise TextureBiasError(
+                f"{out} holds an interrupted correlation run with other settings ({changed}); "
+                f"delete {path.name} or choose another output folder"
+            )
+        done: dict[str, tuple[float, int, int]] = {}
+        with open(path, encoding="utf-8", newline="") as fh:
+            for row in csv.DictReader(fh):
+                try:  # the last line of a killed run may be cut short
+                    done[row["image"]] = (float(row["pearson_r"]), int(row["top1_a"]), int(row["top1_b"]))
+                except (TypeError, ValueError, KeyError):
+                    continue
+        return done
+    path.unlink(missing_ok=True)
+    write_json(id_path, identity)
+    return {}
 
 
 def _json_safe(d: dict[str, Any]) -> dict[str, Any]:
