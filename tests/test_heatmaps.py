@@ -182,6 +182,44 @@ def test_informative_patches_are_the_top_windows(tmp_path):
     assert len(skipped) == 1 and skipped[0]["reason"]
 
 
+def test_interrupted_patch_search_resumes_to_the_same_result(tmp_path):
+    import csv
+
+    from texturebias.heatmaps import informative_patches
+
+    model = _tiny(seed=5, num_classes=1000)
+    _image_folder(tmp_path / "data")
+    kw = dict(model=model, k=4, batch_size=2, save_every=1)
+    full = informative_patches(tmp_path / "data", [0, 7], tmp_path / "full", **kw)
+
+    calls = {"n": 0, "die_at": 3}
+    forward = model.forward_features
+
+    def dies_in_batch_3(x):
+        calls["n"] += 1
+        if calls["n"] == calls["die_at"]:
+            raise KeyboardInterrupt
+        return forward(x)
+
+    model.forward_features = dies_in_batch_3
+    with pytest.raises(KeyboardInterrupt):
+        informative_patches(tmp_path / "data", [0, 7], tmp_path / "res", **kw)
+    assert (tmp_path / "res" / "patches.partial.pt").is_file() and not (tmp_path / "res" / "patches.csv").exists()
+    with pytest.raises(TextureBiasError, match="other settings \\(k\\)"):
+        informative_patches(tmp_path / "data", [0, 7], tmp_path / "res", **{**kw, "k": 3})
+
+    calls.update(n=0, die_at=-1)
+    resumed = informative_patches(tmp_path / "data", [0, 7], tmp_path / "res", **kw)
+    assert calls["n"] == 3  # batches 3-5 of the 9 readable images only
+    assert resumed.n_images == full.n_images == 9 and resumed.skipped == full.skipped
+    rows = [list(csv.DictReader(open(tmp_path / d / "patches.csv"))) for d in ("full", "res")]
+    assert rows[0] == rows[1]
+    for c in (0, 7):
+        for a, b in zip(full.all[c] + full.own[c], resumed.all[c] + resumed.own[c], strict=True):
+            assert np.array_equal(a.pixels, b.pixels)
+    assert not (tmp_path / "res" / "patches.partial.pt").exists()
+
+
 def test_heatmap_cli_writes_maps_and_figures(fixtures_dir, tmp_path):
     from PIL import Image
 

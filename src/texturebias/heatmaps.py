@@ -718,6 +718,7 @@ def informative_patches(
     k: int = 7,
     batch_size: int = 16,
     device: str = "auto",
+    save_every: int = 50,
 ) -> PatchSearchResult:
     """Stream an ImageFolder and keep, per class, the k patches with the highest class logit.
 
@@ -729,6 +730,11 @@ def informative_patches(
     Writes ``patches.csv`` (class_index, class_name, row, rank, image, image_label, y, x, size, logit),
     ``patches.png/pdf`` (montage) and ``skipped.csv`` (unreadable images with the reason).
 
+    Resumable: every ``save_every`` batches the heaps are saved to ``patches.partial.pt`` in ``out_dir``;
+    rerunning the same call after an interruption continues after the last saved image and gives the same
+    result as an uninterrupted run. A saved state of other settings (model, checkpoint, classes, k, folder
+    contents) is refused; the state file is removed when the results are written.
+
     Args:
         data_dir: ImageFolder root (sub-folders named by WordNet id ``n01440764`` or class index ``0``).
         classes: ImageNet class indices to search for.
@@ -738,14 +744,16 @@ def informative_patches(
         k: Patches per row.
         batch_size: Images per forward pass.
         device: "auto", "cpu", "cuda", ...
+        save_every: Batches between two saves of the search state.
 
     Raises:
-        TextureBiasError: not a BagNet, bad classes, unusable folder.
+        TextureBiasError: not a BagNet, bad classes, unusable folder, a saved state of other settings.
     """
     from texturebias.data.images import index_image_folder, load_image
     from texturebias.utils.device import resolve_device, strict_fp32
-    from texturebias.utils.io import write_csv
+    from texturebias.utils.io import save_torch, write_csv
     from texturebias.utils.progress import progress
+    from texturebias.utils.seed import stable_hash
 
     if k < 1:
         raise TextureBiasError("k must be >= 1")
@@ -770,6 +778,24 @@ def informative_patches(
     skipped: list[tuple[str, str]] = []
     samples = list(index.samples)
     n_done = 0
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / _PATCH_STATE
+    identity = {
+        "model": model_name,
+        "checkpoint": str(checkpoint) if checkpoint is not None else None,
+        "data": str(Path(data_dir).resolve()),
+        "files": stable_hash(*(str(p) for p, _ in samples)),
+        "classes": classes,
+        "k": k,
+    }
+    start = 0
+    if state_path.exists():
+        state = _load_patch_state(state_path, identity)
+        start, n_done, skipped = state["next"], state["n_done"], [tuple(x) for x in state["skipped"]]
+        for c in classes:
+            _restore_topk(own[c], state["own"][str(c)])
+            _restore_topk(every[c], state["every"][str(c)])
 
     def flush(batch: list[tuple[int, Path, int | None, torch.Tensor]]) -> None:
         x = torch.stack([b[3] for b in batch]).to(dev)
@@ -793,23 +819,37 @@ def informative_patches(
                     for h in heaps:
                         h.push(v, order * 1_000_000 + p, patch)
 
-    batch: list[tuple[int, Path, int | None, torch.Tensor]] = []
-    for order, (path, folder_idx) in enumerate(progress(samples, desc="patches", unit="img")):
-        try:
-            xi = transform(load_image(path))
-        except (TextureBiasError, OSError, ValueError) as exc:
-            skipped.append((str(path), str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
-            continue
-        batch.append((order, path, labels[index.classes[folder_idx]], xi))
-        n_done += 1
-        if len(batch) == batch_size:
-            flush(batch)
-            batch = []
-    if batch:
-        flush(batch)
+    def save(next_order: int) -> None:
+        save_torch(state_path, {
+            "identity": identity, "next": next_order, "n_done": n_done, "skipped": [list(x) for x in skipped],
+            "own": {str(c): _topk_state(own[c]) for c in classes},
+            "every": {str(c): _topk_state(every[c]) for c in classes},
+        })  # fmt: skip
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    batch: list[tuple[int, Path, int | None, torch.Tensor]] = []
+    n_flushed = 0
+    with progress(total=len(samples), desc="patches", unit="img") as bar:
+        bar.update(start)
+        for order in range(start, len(samples)):
+            path, folder_idx = samples[order]
+            bar.update(1)
+            try:
+                xi = transform(load_image(path))
+            except (TextureBiasError, OSError, ValueError) as exc:
+                skipped.append((str(path), str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+                continue
+            batch.append((order, path, labels[index.classes[folder_idx]], xi))
+            if len(batch) == batch_size:
+                flush(batch)
+                n_done += len(batch)
+                batch = []
+                n_flushed += 1
+                if n_flushed % save_every == 0:
+                    save(order + 1)
+        if batch:
+            flush(batch)
+            n_done += len(batch)
+
     names = _class_names(net.num_classes)
     result = PatchSearchResult(
         classes=classes,
@@ -843,7 +883,43 @@ def informative_patches(
         write_csv(out / "skipped.csv", ({"image": p, "reason": r} for p, r in skipped), ["image", "reason"])
     )
     result.files.extend(patch_montage(out / "patches", result, names, k))
+    state_path.unlink(missing_ok=True)
     return result
+
+
+_PATCH_STATE = "patches.partial.pt"
+
+
+def _topk_state(heap: _TopK) -> list[dict[str, Any]]:
+    """A heap's items as plain data (``torch.load(weights_only=True)`` reads it back)."""
+    return [
+        {"order": -neg_order, "logit": p.logit, "image": str(p.image),
+         "label": -1 if p.image_label is None else p.image_label, "y": p.y, "x": p.x,
+         "pixels": torch.from_numpy(p.pixels)}
+        for _, neg_order, _, p in heap._heap
+    ]  # fmt: skip
+
+
+def _restore_topk(heap: _TopK, items: list[dict[str, Any]]) -> None:
+    for it in items:
+        label = None if it["label"] < 0 else int(it["label"])
+        patch = Patch(float(it["logit"]), Path(it["image"]), label, int(it["y"]), int(it["x"]), it["pixels"].numpy())
+        heap.push(patch.logit, int(it["order"]), patch)
+
+
+def _load_patch_state(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:
+        raise TextureBiasError(f"{path}: unreadable saved search state ({exc}); delete it to start over") from None
+    if not isinstance(state, dict) or state.get("identity") != identity:
+        saved = state.get("identity", {}) if isinstance(state, dict) else {}
+        changed = ", ".join(key for key in identity if saved.get(key) != identity[key]) or "format"
+        raise TextureBiasError(
+            f"{path.parent} holds an interrupted patch search with other settings ({changed}); "
+            f"delete {path.name} or choose another output folder"
+        )
+    return state
 
 
 def patch_montage(stem: str | os.PathLike[str], result: PatchSearchResult, names: Sequence[str], k: int) -> list[Path]:
