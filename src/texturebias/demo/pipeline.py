@@ -52,7 +52,7 @@ class DemoSizes:
     The full sizes keep the default run within 10 minutes on 2 CPU cores. Training reads the PNGs once
     (``--cache-images``). The number of CNN epochs is a trade-off that was measured (seed 0, 8,000 images,
     docs/demo.md): the texture-randomised CNN needs epochs to learn shapes (accuracy on its own test set
-    0.81-0.83 / 0.89 / 0.90 after 6 / 8 / 10 epochs), while the natural CNN, given longer, also learns shape
+    0.81-0.83 / 0.89-0.90 / 0.90-0.92 after 6 / 8 / 10 epochs), while the natural CNN, given longer, also learns shape
     from the 10 % of natural images whose texture does not match (shape bias 0.18-0.22 / 0.26-0.32 /
     0.35-0.47), which the ImageNet-trained CNNs of the paper (0.21) do not.
     """
