@@ -433,22 +433,6 @@ def plot_heatmap(
     return im
 
 
-def save_figure(fig: Any, stem: str | os.PathLike[str]) -> list[Path]:
-    """Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` atomically and close it."""
-    import matplotlib.pyplot as plt
-
-    from texturebias.utils.io import atomic_path
-
-    paths = []
-    for ext in ("png", "pdf"):
-        target = Path(f"{stem}.{ext}")
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, dpi=150, bbox_inches="tight")
-        paths.append(target)
-    plt.close(fig)
-    return paths
-
-
 def heatmap_grid(
     stem: str | os.PathLike[str],
     images: Sequence[np.ndarray],
@@ -470,6 +454,8 @@ def heatmap_grid(
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    from texturebias.report.figures import save_figure
+
     cols = 1 + max((len(h) for h in heats), default=0)
     rows = len(images)
     fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.4 * rows), squeeze=False)
@@ -487,7 +473,7 @@ def heatmap_grid(
             else:
                 ax.axis("off")
     fig.tight_layout()
-    return save_figure(fig, stem)
+    return save_figure(fig, stem, dpi=150)
 
 
 def resolve_model(
@@ -571,6 +557,7 @@ def heatmaps_for_images(
     import matplotlib.pyplot as plt
 
     from texturebias.data.images import load_image
+    from texturebias.report.figures import save_figure
     from texturebias.utils.device import resolve_device, strict_fp32
     from texturebias.utils.io import atomic_path, write_csv
     from texturebias.utils.progress import progress
@@ -616,7 +603,7 @@ def heatmaps_for_images(
             im = plot_heatmap(ax, heat[j].numpy(), image)
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="logit")
             ax.set_title(f"{path.name}: {names[cls]} ({cls})", fontsize=8)
-            fig_paths = save_figure(fig, out / name)
+            fig_paths = save_figure(fig, out / name, dpi=150)
             logit = float(logits[cls]) if logits is not None else float("nan")
             results.append(HeatmapResult(path, cls, names[cls], logit, npy, fig_paths[0]))
             maps.append(heat[j].numpy())
@@ -929,6 +916,8 @@ def patch_montage(stem: str | os.PathLike[str], result: PatchSearchResult, names
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    from texturebias.report.figures import save_figure
+
     grid = []
     for c in result.classes:
         grid.append((f"{names[c]}\n(images of the class)", result.own[c]))
@@ -949,4 +938,4 @@ def patch_montage(stem: str | os.PathLike[str], result: PatchSearchResult, names
                 ax.axis("off")
         axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
     fig.tight_layout()
-    return save_figure(fig, stem)
+    return save_figure(fig, stem, dpi=150)

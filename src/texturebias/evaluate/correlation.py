@@ -98,7 +98,8 @@ def logit_correlation(
     import matplotlib.pyplot as plt
 
     from texturebias.data.images import find_images, load_image
-    from texturebias.heatmaps import resolve_model, save_figure
+    from texturebias.heatmaps import resolve_model
+    from texturebias.report.figures import save_figure
     from texturebias.utils.device import resolve_device, strict_fp32
     from texturebias.utils.io import write_csv, write_json
     from texturebias.utils.progress import progress
@@ -201,7 +202,7 @@ def logit_correlation(
     ax.set_title(f"n = {summary.n_images}, top-1 agreement {summary.top1_agreement:.1%}", fontsize=9)
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
-    save_figure(fig, out / "correlation")
+    save_figure(fig, out / "correlation", dpi=150)
     (out / _JOURNAL).unlink(missing_ok=True)
     (out / _JOURNAL_ID).unlink(missing_ok=True)
     return summary

@@ -269,21 +269,6 @@ def run_robustness(
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _save(fig: object, stem: Path) -> list[Path]:
-    import matplotlib.pyplot as plt
-
-    from texturebias.utils.io import atomic_path
-
-    paths = []
-    for ext in ("png", "pdf"):
-        target = stem.with_name(stem.name + f".{ext}")
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, dpi=150, bbox_inches="tight")  # type: ignore[attr-defined]
-        paths.append(target)
-    plt.close(fig)  # type: ignore[arg-type]
-    return paths
-
-
 def plot_accuracy_curves(table: pd.DataFrame, distortion: str, stem: str | os.PathLike[str]) -> list[Path]:
     """Accuracy vs. condition, one line per decision maker (humans in red), chance level dashed.
 
@@ -300,6 +285,7 @@ def plot_accuracy_curves(table: pd.DataFrame, distortion: str, stem: str | os.Pa
 
     from texturebias.evaluate.distortions import DISTORTIONS, condition_x
     from texturebias.evaluate.trials import canonical_condition
+    from texturebias.report.figures import save_figure
 
     dist = DISTORTIONS[distortion]
     keys = {canonical_condition(c): c for c in dist.conditions}
@@ -328,7 +314,7 @@ def plot_accuracy_curves(table: pd.DataFrame, distortion: str, stem: str | os.Pa
     ax.set_title(distortion)
     ax.legend(frameon=False, fontsize=7)
     ax.spines[["top", "right"]].set_visible(False)
-    return _save(fig, Path(stem))
+    return save_figure(fig, stem, dpi=150)
 
 
 def plot_benchmark_bars(
@@ -343,6 +329,8 @@ def plot_benchmark_bars(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from texturebias.report.figures import save_figure
+
     means = per_dataset.groupby("subj", sort=False)[metric].mean()
     means = means.sort_values(ascending=metric == "accuracy_difference")
     fig, ax = plt.subplots(figsize=(max(3.0, 0.7 * len(means) + 1.5), 3.4))
@@ -356,4 +344,4 @@ def plot_benchmark_bars(
     ax.set_ylabel(label or metric)
     ax.axhline(0, color="black", lw=0.8)
     ax.spines[["top", "right"]].set_visible(False)
-    return _save(fig, Path(stem))
+    return save_figure(fig, stem, dpi=150)

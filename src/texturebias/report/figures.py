@@ -40,13 +40,19 @@ def _style(names: Sequence[str]) -> dict[str, tuple[str, str]]:
 
 
 def save_figure(fig: Figure, stem: str | os.PathLike[str], *, dpi: int = 200) -> list[Path]:
-    """Write ``<stem>.png`` and ``<stem>.pdf`` atomically; returns both paths."""
+    """Write ``<stem>.png`` and ``<stem>.pdf`` atomically, close ``fig``; returns both paths.
+
+    The package's one figure writer: every command that draws goes through it.
+    """
+    import matplotlib.pyplot as plt
+
     out = []
     for ext in ("png", "pdf"):
         path = Path(f"{stem}.{ext}")
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=ext)
         out.append(path)
+    plt.close(fig)
     return out
 
 

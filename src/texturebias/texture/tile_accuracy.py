@@ -21,7 +21,7 @@ from torch import nn
 from texturebias.data.images import index_image_folder, load_image
 from texturebias.texture.scramble import shuffle_tiles
 from texturebias.utils.device import resolve_device
-from texturebias.utils.io import atomic_path, write_csv
+from texturebias.utils.io import write_csv
 from texturebias.utils.progress import progress
 from texturebias.utils.seed import stable_hash
 
@@ -113,6 +113,8 @@ def plot_tile_accuracy(rows: Sequence[dict[str, Any]], path: str | os.PathLike[s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from texturebias.report.figures import save_figure
+
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     for model in dict.fromkeys(r["model"] for r in rows):
         pts = sorted((r["tile"], r["top1"]) for r in rows if r["model"] == model)
@@ -124,11 +126,4 @@ def plot_tile_accuracy(rows: Sequence[dict[str, Any]], path: str | os.PathLike[s
     ax.set_ylim(0, 1)
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
-    written = []
-    for ext in ("png", "pdf"):
-        target = Path(f"{path}.{ext}")
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, dpi=150)
-        written.append(target)
-    plt.close(fig)
-    return written
+    return save_figure(fig, path, dpi=150)
