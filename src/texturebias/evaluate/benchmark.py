@@ -41,6 +41,7 @@ from texturebias.evaluate.trials import (
     canonical_condition,
     model_imagename,
     read_trials,
+    reuse_trials,
     write_trials,
 )
 from texturebias.utils.io import atomic_open, write_json
@@ -374,15 +375,6 @@ _METRIC_LABELS = {
 }
 
 
-def _read_json(path: Path) -> object:
-    import json
-
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def leaderboard(per_dataset: pd.DataFrame) -> pd.DataFrame:
     """Average the per-dataset metrics of each decision maker over datasets (model-vs-human's table).
 
@@ -490,9 +482,8 @@ def run_benchmark(
             config = {"model": model_name, "dataset": dataset, "checkpoint": str(checkpoint) if checkpoint else None,
                       "mapping": mapping, "aggregation": aggregation, "precision": precision}  # fmt: skip
             config_path = path.with_suffix(".json")
-            if resume and path.is_file() and config_path.is_file() and _read_json(config_path) == config:
-                trials = read_trials(path)
-            else:
+            trials = reuse_trials(path, config_path, config) if resume else None
+            if trials is None:
                 folder = dataset_folder(dataset, data_root)
                 trials = evaluate_dataset(model_name, folder, dataset, checkpoint=checkpoint, mapping=mapping,
                                           aggregation=aggregation, batch_size=batch_size, device=device,

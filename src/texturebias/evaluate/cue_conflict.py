@@ -15,7 +15,6 @@ API:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -47,6 +46,7 @@ from texturebias.evaluate.trials import (
     is_human,
     model_imagename,
     read_trials,
+    reuse_trials,
     texture_category,
     write_trials,
 )
@@ -285,7 +285,7 @@ def evaluate_shape_bias(
         csv_path = out / f"{set_name}_{folder_name}_session-1.csv"
         config_path = out / f".{set_name}.config.json"
         config = _config(model_name, checkpoint, mapping, aggregation, precision, folder)
-        trials = _reuse(csv_path, config_path, config, len(table))
+        trials = reuse_trials(csv_path, config_path, config, n=len(table))
         if trials is None:
             if net is None:
                 net = create_model(model_name, pretrained=checkpoint is None, checkpoint=checkpoint)
@@ -329,22 +329,6 @@ def _human_baseline(set_name: str, humans: pd.DataFrame) -> dict[str, float]:
     if key not in _BASELINES:
         _BASELINES[key] = human_human_consistency(humans)
     return _BASELINES[key]
-
-
-def _reuse(csv_path: Path, config_path: Path, config: dict[str, object], n: int) -> pd.DataFrame | None:
-    """Existing trials when a previous run with the same configuration completed this set."""
-    if not (csv_path.is_file() and config_path.is_file()):
-        return None
-    try:
-        if json.loads(config_path.read_text(encoding="utf-8")) != config:
-            return None
-        trials = read_trials(csv_path)
-    except (OSError, ValueError, DataError):
-        return None
-    if len(trials) != n:
-        return None
-    _log.info("reusing %s", csv_path)
-    return trials
 
 
 def summary_dict(result: ModelShapeBias, *, aggregation: str = "mean", n_boot: int = 10_000) -> dict[str, object]:

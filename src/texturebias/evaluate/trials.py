@@ -24,6 +24,7 @@ API:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -35,6 +36,9 @@ import pandas as pd
 
 from texturebias.errors import DataError
 from texturebias.utils.io import atomic_open
+from texturebias.utils.progress import get_logger
+
+_log = get_logger(__name__)
 
 TRIAL_COLUMNS: tuple[str, ...] = (
     "subj", "session", "trial", "rt", "object_response", "category", "condition", "imagename",
@@ -122,6 +126,36 @@ def write_trials(path: str | os.PathLike[str], trials: pd.DataFrame) -> Path:
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         trials[list(TRIAL_COLUMNS)].to_csv(fh, index=False, na_rep="NaN", lineterminator="\n")
     return Path(path)
+
+
+def reuse_trials(
+    csv_path: str | os.PathLike[str],
+    config_path: str | os.PathLike[str],
+    config: dict[str, object],
+    *,
+    n: int | None = None,
+) -> pd.DataFrame | None:
+    """Trials written by an earlier run with the same settings, or ``None`` (then compute them again).
+
+    Args:
+        csv_path: The trial CSV.
+        config_path: The JSON sidecar written next to it with the settings that made it.
+        config: The current settings; the trials are reused only if the sidecar equals it.
+        n: Expected number of trials (a run interrupted mid-set is not reused); ``None``: any.
+    """
+    csv_path, config_path = Path(csv_path), Path(config_path)
+    if not (csv_path.is_file() and config_path.is_file()):
+        return None
+    try:
+        if json.loads(config_path.read_text(encoding="utf-8")) != config:
+            return None
+        trials = read_trials(csv_path)
+    except (OSError, ValueError, DataError):
+        return None
+    if n is not None and len(trials) != n:
+        return None
+    _log.info("reusing %s", csv_path)
+    return trials
 
 
 def stimulus_name(imagename: str) -> str:
