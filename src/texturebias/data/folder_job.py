@@ -297,11 +297,9 @@ def finalize_records(
     failed: list[tuple[str, str]] = []
     for rel in sorted(records, key=lambda r: (order.get(r, len(order)), r)):
         rec = records[rel]
-        if rec.get("status") != "done" and rel not in order:
-            continue  # a failed input that has since been removed is no longer this job's failure
         if rec.get("status") == "done":
             rows.extend(rec["rows"])
-        else:
+        elif rel in order:  # a failed input that has since been removed is no longer this job's failure
             failed.append((rel, str(rec.get("reason", "unknown"))))
             rows.append({"input": rel, "output_name": "", "output": "", "status": "failed"})
     fields = list(BASE_FIELDS) + [f for f in manifest_fields if f not in BASE_FIELDS]

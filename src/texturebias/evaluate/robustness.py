@@ -220,13 +220,13 @@ def run_robustness(
         DataError: a ``checkpoint`` with several models (it would be loaded into every one of them).
     """
     from texturebias.evaluate.benchmark import accuracy_by_condition, human_trials_for
-
-    if kwargs.get("checkpoint") is not None and len(models) != 1:
-        raise DataError("--checkpoint needs exactly one model")
     from texturebias.evaluate.distortions import get_distortion
     from texturebias.evaluate.trials import write_trials
     from texturebias.utils.io import atomic_open
     from texturebias.utils.progress import get_logger
+
+    if kwargs.get("checkpoint") is not None and len(models) != 1:
+        raise DataError("--checkpoint needs exactly one model")
 
     out = Path(out_dir)
     tables, files = [], []
