@@ -895,17 +895,14 @@ def _restore_topk(heap: _TopK, items: list[dict[str, Any]]) -> None:
 
 
 def _load_patch_state(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
+    from texturebias.utils.io import require_same_settings
+
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:
         raise TextureBiasError(f"{path}: unreadable saved search state ({exc}); delete it to start over") from None
-    if not isinstance(state, dict) or state.get("identity") != identity:
-        saved = state.get("identity", {}) if isinstance(state, dict) else {}
-        changed = ", ".join(key for key in identity if saved.get(key) != identity[key]) or "format"
-        raise TextureBiasError(
-            f"{path.parent} holds an interrupted patch search with other settings ({changed}); "
-            f"delete {path.name} or choose another output folder"
-        )
+    saved = state.get("identity") if isinstance(state, dict) else None
+    require_same_settings(saved, identity, what="patch search", state_file=path)
     return state
 
 

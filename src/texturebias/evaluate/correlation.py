@@ -215,17 +215,12 @@ _JOURNAL_FIELDS = ("image", "pearson_r", "top1_a", "top1_b")
 
 def _read_journal(out: Path, identity: dict[str, Any]) -> dict[str, tuple[float, int, int]]:
     """Rows of an interrupted run with the same settings (image → r, top1_a, top1_b); starts a journal if none."""
-    from texturebias.utils.io import write_json
+    from texturebias.utils.io import require_same_settings, write_json
 
     id_path, path = out / _JOURNAL_ID, out / _JOURNAL
     if id_path.exists() and path.exists():
         saved = json.loads(id_path.read_text(encoding="utf-8"))
-        if saved != identity:
-            changed = ", ".join(k for k in identity if saved.get(k) != identity[k])
-            raise TextureBiasError(
-                f"{out} holds an interrupted correlation run with other settings ({changed}); "
-                f"delete {path.name} or choose another output folder"
-            )
+        require_same_settings(saved, identity, what="correlation run", state_file=path)
         done: dict[str, tuple[float, int, int]] = {}
         with open(path, encoding="utf-8", newline="") as fh:
             for row in csv.DictReader(fh):

@@ -75,3 +75,27 @@ def save_torch(path: str | os.PathLike[str], obj: Any) -> Path:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
+
+
+def require_same_settings(saved: Any, current: Mapping[str, Any], *, what: str, state_file: Path) -> None:
+    """Refuse to resume from ``state_file`` when the settings saved in it differ from ``current``.
+
+    Args:
+        saved: The settings read back from the interrupted run (anything that is not an equal mapping differs).
+        current: The settings of this call.
+        what: The job, for the message ("correlation run", "patch search").
+        state_file: The partial-state file; the message tells the user to delete it.
+
+    Raises:
+        TextureBiasError: naming the settings that changed.
+    """
+    from texturebias.errors import TextureBiasError
+
+    if saved == current:
+        return
+    old = saved if isinstance(saved, Mapping) else {}
+    changed = ", ".join(k for k in current if old.get(k) != current[k]) or "format"
+    raise TextureBiasError(
+        f"{state_file.parent} holds an interrupted {what} with other settings ({changed}); "
+        f"delete {state_file.name} or choose another output folder"
+    )
