@@ -98,6 +98,13 @@ def test_interrupted_run_resumes_with_only_the_missing_images(tmp_path):
     with pytest.raises(TextureBiasError, match="other settings"):
         logit_correlation(tmp_path / "imgs", out, model_a=a, model_b=b, batch_size=2)
 
+    # A damaged settings file is refused the same way (one message, no traceback).
+    saved = (out / "correlation.partial.json").read_text()
+    (out / "correlation.partial.json").write_text("{not json")
+    with pytest.raises(TextureBiasError, match="other settings"):
+        logit_correlation(tmp_path / "imgs", out, model_a=a, model_b=_Flaky(b), batch_size=2)
+    (out / "correlation.partial.json").write_text(saved)
+
     healthy = _Flaky(b)
     resumed = logit_correlation(tmp_path / "imgs", out, model_a=a, model_b=healthy, batch_size=2)
     assert healthy.calls == 2  # images 4-6 only

@@ -219,7 +219,10 @@ def _read_journal(out: Path, identity: dict[str, Any]) -> dict[str, tuple[float,
 
     id_path, path = out / _JOURNAL_ID, out / _JOURNAL
     if id_path.exists() and path.exists():
-        saved = json.loads(id_path.read_text(encoding="utf-8"))
+        try:
+            saved = json.loads(id_path.read_text(encoding="utf-8"))
+        except ValueError:  # not ours or damaged: refused below like other settings, with the file to delete
+            saved = None
         require_same_settings(saved, identity, what="correlation run", state_file=path)
         done: dict[str, tuple[float, int, int]] = {}
         with open(path, encoding="utf-8", newline="") as fh:
