@@ -16,7 +16,8 @@ import scipy.fft
 
 from texturebias.data.images import image_to_array, load_image
 from texturebias.data.samples import sample_photo_paths
-from texturebias.evaluate import distortions as D
+from texturebias.robustness import eidolon as E
+from texturebias.robustness import manipulations as M
 
 
 def _best(fn, repeats: int) -> float:
@@ -30,8 +31,8 @@ def _best(fn, repeats: int) -> float:
 
 def _eidolon_planes_float64(rng: np.random.Generator, coherence: float) -> None:
     """Baseline: blur and finish each noise plane in float64 with its own inverse FFT (48 of them)."""
-    blur = D._Blur((512, 512), np.float64)
-    sigmas = D.eidolon_sigmas()
+    blur = E._Blur((512, 512), np.float64)
+    sigmas = E.eidolon_sigmas()
     for _ in range(2):
         raw = rng.standard_normal((12, 512, 512))
         s = blur(raw, sigmas)
@@ -46,30 +47,30 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     img = image_to_array(load_image(sample_photo_paths()[0]).resize((224, 224)))
-    g = D.rgb2gray(img)
+    g = M.rgb2gray(img)
     base = _best(lambda: scipy.fft.fft2(g), args.repeats * 5)
     print(f"baseline fft2 224²: {base * 1e3:.3f} ms")
     rng = np.random.default_rng(0)
     spectrum = np.abs(scipy.fft.fftshift(scipy.fft.fft2(g)))
     cases = {
-        "greyscale": lambda: D.greyscale(img),
-        "contrast c05": lambda: D.contrast(img, 0.05),
-        "uniform-noise 0.35": lambda: D.uniform_noise(img, 0.35, rng),
-        "salt-and-pepper 0.5": lambda: D.salt_and_pepper(img, 0.5, rng),
-        "low-pass 10": lambda: D.low_pass(img, 10),
-        "high-pass 1.5": lambda: D.high_pass(img, 1.5),
-        "phase 90 faithful": lambda: D.phase_noise(img, 90, rng),
-        "phase 90 corrected": lambda: D.phase_noise(img, 90, rng, mode="corrected"),
-        "power-equalisation": lambda: D.power_equalise(img, spectrum),
-        "rotation 90": lambda: D.rotate(img, 90),
-        "eidolon I (reach 8)": lambda: D.eidolon(img, 8, 1.0, rng),
-        "eidolon II (reach 8)": lambda: D.eidolon(img, 8, 0.3, rng),
-        "eidolon III (reach 8)": lambda: D.eidolon(img, 8, 0.0, rng),
+        "greyscale": lambda: M.greyscale(img),
+        "contrast c05": lambda: M.contrast(img, 0.05),
+        "uniform-noise 0.35": lambda: M.uniform_noise(img, 0.35, rng),
+        "salt-and-pepper 0.5": lambda: M.salt_and_pepper(img, 0.5, rng),
+        "low-pass 10": lambda: M.low_pass(img, 10),
+        "high-pass 1.5": lambda: M.high_pass(img, 1.5),
+        "phase 90 faithful": lambda: M.phase_noise(img, 90, rng),
+        "phase 90 corrected": lambda: M.phase_noise(img, 90, rng, mode="corrected"),
+        "power-equalisation": lambda: M.power_equalise(img, spectrum),
+        "rotation 90": lambda: M.rotate(img, 90),
+        "eidolon I (reach 8)": lambda: E.eidolon(img, 8, 1.0, rng),
+        "eidolon II (reach 8)": lambda: E.eidolon(img, 8, 0.3, rng),
+        "eidolon III (reach 8)": lambda: E.eidolon(img, 8, 0.0, rng),
     }
     for name, fn in cases.items():
         t = _best(fn, args.repeats)
         print(f"{name:<24} {t * 1e3:9.2f} ms  ({t / base:7.1f}x fft2)")
-    fast = _best(lambda: D.eidolon_displacements((512, 512), 0.3, 10, rng), args.repeats)
+    fast = _best(lambda: E.eidolon_displacements((512, 512), 0.3, 10, rng), args.repeats)
     slow = _best(lambda: _eidolon_planes_float64(rng, 0.3), max(1, args.repeats // 2))
     print(f"eidolon displacements: {fast * 1e3:.0f} ms vs float64 per-plane baseline {slow * 1e3:.0f} ms "
           f"(speed-up {slow / fast:.2f}x)")  # fmt: skip

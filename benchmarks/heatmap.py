@@ -1,4 +1,4 @@
-"""Benchmark: exact BagNet class-evidence maps, patch-loop baseline vs texturebias.heatmaps.class_evidence.
+"""Benchmark: exact BagNet class-evidence maps, patch-loop baseline vs texturebias.explain.evidence.class_evidence.
 
 The baseline implements the reference definition the way the original code does: cut the q x q patch centred
 on every pixel of the zero-padded image and run batches of 1000 patches through the full network. It is very
@@ -28,7 +28,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the detinit recipe lives with the tests
 
-from texturebias.heatmaps import DensePlan, _tile_shape, class_evidence, patch_loop_evidence  # noqa: E402
+from texturebias.explain.evidence import (  # noqa: E402
+    DensePlan,
+    _tile_shape,  # noqa: E402
+    class_evidence,
+    patch_loop_evidence,
+)
 from texturebias.models import create_model, load_into  # noqa: E402
 
 
@@ -108,7 +113,7 @@ def bench(q: int, size: int, baseline_patches: int, bf16: bool, bf16_window: int
 def memory(size: int) -> None:
     model, weights = _model(33)
     plan = DensePlan(model, "fp32")
-    from texturebias.heatmaps import DEFAULT_TILE_BYTES
+    from texturebias.explain.evidence import DEFAULT_TILE_BYTES
 
     th, tw = _tile_shape(size, size, 1, 33, DEFAULT_TILE_BYTES // plan.bytes_per_pixel)
     n_tiles = math.ceil(size / th) * math.ceil(size / tw)

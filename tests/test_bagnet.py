@@ -104,7 +104,8 @@ def test_declared_weights_download_with_hash_check(fixtures_dir, tmp_path):
     import dataclasses
 
     from texturebias.errors import DownloadError
-    from texturebias.models.weights import fetch_weights, load_checkpoint, sha256_file
+    from texturebias.models.weights import fetch_weights, load_checkpoint
+    from texturebias.utils.download import sha256_file
 
     src = tmp_path / "bagnet8-local.pth.tar"
     save_torch(src, detinit_state_dict(fixtures_dir / "bagnet" / "keys_bagnet9.json", gain=1.0))

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from texturebias.cli import main
-from texturebias.data.imagenet import class_index, imagenet_categories, imagenet_wnids
+from texturebias.data.labels import class_index, imagenet_categories, imagenet_wnids
 from texturebias.data.samples import sample_photo_paths
-from texturebias.predict import classify_images
-from texturebias.preprocessing import Preprocessing
+from texturebias.evaluate.classify import classify_images
+from texturebias.models.preprocessing import Preprocessing
 
 CAT_CLASSES = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from texturebias.errors import DataError
-from texturebias.evaluate.correlation import logit_correlation, pearson_rows
+from texturebias.explain.correlation import logit_correlation, pearson_rows
 from texturebias.models.bagnet import BagNet
 
 

@@ -22,7 +22,7 @@ from texturebias.data.datasets import (
     validate_dataset,
 )
 from texturebias.errors import DataError, DownloadError
-from texturebias.models.weights import sha256_file
+from texturebias.utils.download import sha256_file
 
 TVS_COMMIT = "ccd0c01d42c0a8a834e90ec141e7f24fa915dc23"
 

@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 import torch
 
+from texturebias.data.labels import texture_category
 from texturebias.demo import world
 from texturebias.demo.pipeline import QUICK, DemoConfig, DemoSizes, evaluate_findings, run_demo
 from texturebias.errors import TextureBiasError
-from texturebias.evaluate.trials import texture_category
-from texturebias.models import create_model, get_model_entry
-from texturebias.preprocessing import resolve_preprocessing
+from texturebias.models import create_model, get_model_entry, resolve_preprocessing
 
 
 # ------------------------------------------------------------------------------------------- the world

@@ -13,7 +13,10 @@ import skimage.data
 import skimage.transform
 
 from texturebias.errors import DataError, DownloadError
-from texturebias.evaluate import distortions as D
+from texturebias.robustness import datafiles as DF
+from texturebias.robustness import distortions as D
+from texturebias.robustness import eidolon as E
+from texturebias.robustness import manipulations as M
 
 
 @pytest.fixture(scope="module")
@@ -31,32 +34,32 @@ def g18_dir(shared_data: Path) -> Path:
 def test_rgb2gray_matches_skimage(photo: np.ndarray) -> None:
     import skimage.color
 
-    np.testing.assert_allclose(D.rgb2gray(photo), skimage.color.rgb2gray(photo), atol=1e-12)
+    np.testing.assert_allclose(M.rgb2gray(photo), skimage.color.rgb2gray(photo), atol=1e-12)
 
 
 def test_to_uint8_truncates_not_rounds() -> None:
-    out = D.to_uint8(np.array([0.0, 0.999, 1.0, 0.5, 0.003]))
+    out = M.to_uint8(np.array([0.0, 0.999, 1.0, 0.5, 0.003]))
     assert out.tolist() == [0, 254, 255, 127, 0]
     with pytest.raises(ValueError):
-        D.to_uint8(np.array([1.1]))
+        M.to_uint8(np.array([1.1]))
 
 
 def test_contrast_maps_fixed_points() -> None:
     img = np.dstack([np.array([[0.0, 0.5, 1.0]])] * 3)
     for c in (1.0, 0.5, 0.3, 0.05, 0.0):
-        out = D.contrast(img, c)
+        out = M.contrast(img, c)
         assert out.shape == (1, 3)
         np.testing.assert_allclose(out[0], [(1 - c) / 2, 0.5, (1 + c) / 2], atol=1e-12)
     with pytest.raises(ValueError):
-        D.contrast(img, 1.5)
+        M.contrast(img, 1.5)
 
 
 def test_low_pass_identity_and_constant(photo: np.ndarray) -> None:
-    g = D.rgb2gray(photo)
-    assert np.array_equal(D.low_pass(photo, 0)[..., 0], g)
-    flat = np.full((64, 64), D.MEAN_GREY)
-    np.testing.assert_allclose(D.low_pass(flat, 7), D.MEAN_GREY, atol=1e-12)
-    out = D.low_pass(photo, 3)
+    g = M.rgb2gray(photo)
+    assert np.array_equal(M.low_pass(photo, 0)[..., 0], g)
+    flat = np.full((64, 64), M.MEAN_GREY)
+    np.testing.assert_allclose(M.low_pass(flat, 7), M.MEAN_GREY, atol=1e-12)
+    out = M.low_pass(photo, 3)
     assert out.shape == (224, 224, 3) and np.array_equal(out[..., 0], out[..., 2])
     # Constant padding with the mean grey, radius int(4σ + 0.5), as scipy's default truncate.
     ref = scipy.ndimage.gaussian_filter(g, 3, mode="constant", cval=0.4423)
@@ -65,44 +68,44 @@ def test_low_pass_identity_and_constant(photo: np.ndarray) -> None:
 
 def test_high_pass_mean_and_mid_grey(photo: np.ndarray) -> None:
     for sigma in (3.0, 1.0, 0.4):
-        h = D.high_pass(photo, sigma, return_unclipped=True)
+        h = M.high_pass(photo, sigma, return_unclipped=True)
         assert h.mean() == pytest.approx(0.4423, abs=1e-12)
     grey = 0.45 + 0.02 * np.random.default_rng(0).standard_normal((64, 64))
-    unclipped = D.high_pass(grey, 1.5, return_unclipped=True)
+    unclipped = M.high_pass(grey, 1.5, return_unclipped=True)
     assert 0 < unclipped.min() and unclipped.max() < 1  # on a mid-grey image clipping does nothing
-    np.testing.assert_array_equal(D.high_pass(grey, 1.5)[..., 1], unclipped)
-    np.testing.assert_array_equal(D.high_pass(photo, math.inf)[..., 0], D.rgb2gray(photo))
+    np.testing.assert_array_equal(M.high_pass(grey, 1.5)[..., 1], unclipped)
+    np.testing.assert_array_equal(M.high_pass(photo, math.inf)[..., 0], M.rgb2gray(photo))
 
 
 def test_uniform_noise(photo: np.ndarray) -> None:
-    base = D.contrast(photo, 0.3)
-    assert np.array_equal(D.uniform_noise(photo, 0.0, np.random.default_rng(1)), base)  # w = 0: 30 % contrast
-    out = D.uniform_noise(photo, 0.1, np.random.default_rng(1))
+    base = M.contrast(photo, 0.3)
+    assert np.array_equal(M.uniform_noise(photo, 0.0, np.random.default_rng(1)), base)  # w = 0: 30 % contrast
+    out = M.uniform_noise(photo, 0.1, np.random.default_rng(1))
     assert out.ndim == 2 and 0 <= out.min() and out.max() <= 1
     diff = out - base
     assert np.abs(diff).max() <= 0.1
     assert diff.std() == pytest.approx(0.1 / math.sqrt(3), rel=0.02)  # U(-w, w) has std w/√3
-    assert np.array_equal(out, D.uniform_noise(photo, 0.1, np.random.default_rng(1)))  # seeded
+    assert np.array_equal(out, M.uniform_noise(photo, 0.1, np.random.default_rng(1)))  # seeded
 
 
 def test_salt_and_pepper_fractions(photo: np.ndarray) -> None:
     for p in (0.1, 0.5, 0.95):
-        out = D.salt_and_pepper(photo, p, np.random.default_rng(2))
+        out = M.salt_and_pepper(photo, p, np.random.default_rng(2))
         n = out.size
         assert (out == 0).sum() / n == pytest.approx(p / 2, abs=0.01)
         assert (out == 1).sum() / n == pytest.approx(p / 2, abs=0.01)
-    assert np.array_equal(D.salt_and_pepper(photo, 0.0, np.random.default_rng(0)), D.contrast(photo, 0.3))
+    assert np.array_equal(M.salt_and_pepper(photo, 0.0, np.random.default_rng(0)), M.contrast(photo, 0.3))
 
 
 def test_phase_noise_identity_and_quirk(photo: np.ndarray) -> None:
-    g = D.rgb2gray(photo)
-    z = D.phase_noise(photo, 0, np.random.default_rng(0), return_complex=True)
+    g = M.rgb2gray(photo)
+    z = M.phase_noise(photo, 0, np.random.default_rng(0), return_complex=True)
     np.testing.assert_allclose(z.real, g, atol=1e-12)
     ratios = {}
     for width in (90, 180):
         vals = []
         for seed in range(3):
-            z = D.phase_noise(photo, width, np.random.default_rng(seed), return_complex=True)
+            z = M.phase_noise(photo, width, np.random.default_rng(seed), return_complex=True)
             assert z.real.mean() == pytest.approx(g.mean(), abs=1e-12)  # mean preserved exactly
             vals.append(z.real.std() / g.std())
         ratios[width] = float(np.mean(vals))
@@ -115,7 +118,7 @@ def test_phase_noise_identity_and_quirk(photo: np.ndarray) -> None:
 def test_phase_noise_corrected_is_hermitian(shape: tuple[int, int]) -> None:
     g = np.random.default_rng(0).random(shape)
     for width in (60, 180):
-        z = D.phase_noise(g, width, np.random.default_rng(3), mode="corrected", return_complex=True)
+        z = M.phase_noise(g, width, np.random.default_rng(3), mode="corrected", return_complex=True)
         assert np.abs(z.imag).max() < 1e-10
         assert z.real.std() == pytest.approx(g.std(), rel=1e-9)  # RMS contrast kept (before clipping)
         assert not np.allclose(z.real, g)
@@ -124,30 +127,30 @@ def test_phase_noise_corrected_is_hermitian(shape: tuple[int, int]) -> None:
 def test_power_equalise_own_spectrum_is_identity(photo: np.ndarray) -> None:
     import scipy.fft
 
-    g = D.rgb2gray(photo)
+    g = M.rgb2gray(photo)
     own = np.abs(scipy.fft.fftshift(scipy.fft.fft2(g)))
-    np.testing.assert_allclose(D.power_equalise(photo, own, return_unclipped=True), g, atol=1e-12)
+    np.testing.assert_allclose(M.power_equalise(photo, own, return_unclipped=True), g, atol=1e-12)
     with pytest.raises(ValueError, match="224x224"):
-        D.power_equalise(photo[:100], own)
+        M.power_equalise(photo[:100], own)
 
 
 def test_power_equalise_g18_spectrum_mean(photo: np.ndarray, g18_dir: Path) -> None:
-    spectrum = D.load_power_spectrum(g18_dir)
+    spectrum = DF.load_power_spectrum(g18_dir)
     assert spectrum.shape == (224, 224) and spectrum[112, 112] == pytest.approx(22803.9, abs=0.1)
-    out = D.power_equalise(photo, spectrum, return_unclipped=True)
+    out = M.power_equalise(photo, spectrum, return_unclipped=True)
     assert out.mean() == pytest.approx(22803.9 / 224**2, abs=1e-5)  # 0.45448
 
 
 def test_false_colour_flips_chromatic_axes(photo: np.ndarray, g18_dir: Path) -> None:
-    table = D.load_gamma_table(g18_dir)
+    table = DF.load_gamma_table(g18_dir)
     grey = np.full((4, 4, 3), 128 / 255)
-    np.testing.assert_allclose(D.false_colour(grey, table), grey, atol=1.5 / 255)  # grey stays grey
-    out = D.false_colour(photo, table)
+    np.testing.assert_allclose(M.false_colour(grey, table), grey, atol=1.5 / 255)  # grey stays grey
+    out = M.false_colour(photo, table)
     assert out.shape == photo.shape and np.all((out * 255) % 1 < 1e-9)  # 8-bit values
 
     def dkl(x: np.ndarray) -> np.ndarray:
         lin = table[np.rint(x * 255).astype(int)]
-        return (lin @ D._RGB_TO_LMS.T - D._WHITE_LMS) @ D._LMS_TO_DKL.T
+        return (lin @ M._RGB_TO_LMS.T - M._WHITE_LMS) @ M._LMS_TO_DKL.T
 
     a, b = dkl(photo).reshape(-1, 3), dkl(out).reshape(-1, 3)
     inside = (out > 2 / 255).all(-1).reshape(-1) & (out < 253 / 255).all(-1).reshape(-1)  # unclipped pixels
@@ -156,54 +159,54 @@ def test_false_colour_flips_chromatic_axes(photo: np.ndarray, g18_dir: Path) -> 
     corr = [np.corrcoef(a[inside, k], b[inside, k])[0, 1] for k in (1, 2)]
     assert corr[0] < -0.95 and corr[1] < -0.95  # L-M and S-(L+M) negated
     with pytest.raises(ValueError, match="8-bit"):
-        D.false_colour(photo + 0.001, table)
+        M.false_colour(photo + 0.001, table)
 
 
 def test_rotation(photo: np.ndarray) -> None:
-    g = D.rgb2gray(photo)
-    assert np.array_equal(D.rotate(photo, 90)[..., 0], np.rot90(g, 1))
-    assert np.array_equal(D.rotate(photo, 270)[..., 0], np.rot90(g, -1))
-    assert np.array_equal(D.rotate(photo, 180)[..., 0], g[::-1, ::-1])
-    assert np.array_equal(D.rotate(photo, 0)[..., 2], g)
+    g = M.rgb2gray(photo)
+    assert np.array_equal(M.rotate(photo, 90)[..., 0], np.rot90(g, 1))
+    assert np.array_equal(M.rotate(photo, 270)[..., 0], np.rot90(g, -1))
+    assert np.array_equal(M.rotate(photo, 180)[..., 0], g[::-1, ::-1])
+    assert np.array_equal(M.rotate(photo, 0)[..., 2], g)
 
 
 def test_eidolon_reach_zero_is_blurred_input(photo: np.ndarray) -> None:
-    out = D.eidolon(photo, 0, 1.0, np.random.default_rng(0), output_size="working")
-    g = D.eidolon_prepare(photo)
+    out = E.eidolon(photo, 0, 1.0, np.random.default_rng(0), output_size="working")
+    g = E.eidolon_prepare(photo)
     assert out.shape == (256, 256) and out.dtype == np.uint8 and g.shape == (256, 256)
-    fat, dh, dw = D._fat_plane(g)
+    fat, dh, dw = E._fat_plane(g)
     assert fat.shape == (512, 512) and (dh, dw) == (128, 128)
-    blurred = D._Blur(fat.shape, np.float64)(fat, 1 / math.sqrt(2))
+    blurred = E._Blur(fat.shape, np.float64)(fat, 1 / math.sqrt(2))
     ref = np.clip(blurred[dh : dh + 256, dw : dw + 256], 0, 255).astype(np.uint8)
     assert np.abs(out.astype(int) - ref).max() <= 1  # float32 pipeline: off by one at truncation edges
     assert 0.5 < np.abs(out.astype(float) - g).mean() < 5  # σ = 0.707 blur: a couple of grey levels
 
 
 def test_eidolon_levels_and_displacement_statistics() -> None:
-    sigmas = D.eidolon_sigmas()
+    sigmas = E.eidolon_sigmas()
     assert len(sigmas) == 12 and sigmas[0] == pytest.approx(0.7071, abs=1e-4) and sigmas[-1] == pytest.approx(32)
-    rows, cols = D.eidolon_displacements((512, 512), 0.0, 10, np.random.default_rng(0))
+    rows, cols = E.eidolon_displacements((512, 512), 0.0, 10, np.random.default_rng(0))
     assert rows.shape == (12, 512, 512)
     # Upstream's c - mean/std amplitude: ≈ 0.78 px per unit reach for grain 10 on a 512² plane.
     assert rows.std(axis=(1, 2)).mean() == pytest.approx(0.78, abs=0.05)
     assert cols.std(axis=(1, 2)).mean() == pytest.approx(0.78, abs=0.05)
-    rows, cols = D.eidolon_displacements((512, 512), 1.0, 10, np.random.default_rng(1))
+    rows, cols = E.eidolon_displacements((512, 512), 1.0, 10, np.random.default_rng(1))
     stds = np.concatenate([rows.std(axis=(1, 2)), cols.std(axis=(1, 2))]).reshape(2, 12).mean(0)
     assert stds[0] == pytest.approx(0.40, abs=0.06) and stds[-1] == pytest.approx(0.12, abs=0.04)
     assert np.all(np.diff(stds) < 0.01)  # coherent displacement shrinks towards coarse levels
 
 
 def test_eidolon_disarray_grows_with_reach_and_incoherence(photo: np.ndarray) -> None:
-    g = D.eidolon_prepare(photo).ravel()
+    g = E.eidolon_prepare(photo).ravel()
 
     def corr(reach: float, coherence: float) -> float:
-        out = D.eidolon(photo, reach, coherence, np.random.default_rng(0), output_size="working")
+        out = E.eidolon(photo, reach, coherence, np.random.default_rng(0), output_size="working")
         return float(np.corrcoef(out.ravel(), g)[0, 1])
 
     iii = [corr(r, 0.0) for r in (1, 16, 64)]
     assert iii[0] > 0.95 and iii[0] > iii[1] > iii[2]
     assert corr(16, 1.0) > iii[1] + 0.05  # Eidolon I (coherent) keeps more structure than III
-    out = D.eidolon(photo, 8, 0.3, np.random.default_rng(0))
+    out = E.eidolon(photo, 8, 0.3, np.random.default_rng(0))
     assert out.shape == (224, 224) and out.dtype == np.uint8  # resized back to the input size
 
 
@@ -237,36 +240,36 @@ def test_registry_and_conditions(photo: np.ndarray, monkeypatch: pytest.MonkeyPa
 
 def test_data_file_by_path_env_and_file_url(tmp_path: Path, g18_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     name = "x_gamma_function.npy"
-    assert D.g18_data_file(name, g18_dir) == g18_dir / name
-    assert D.g18_data_file(name, g18_dir / name) == g18_dir / name
+    assert DF.g18_data_file(name, g18_dir) == g18_dir / name
+    assert DF.g18_data_file(name, g18_dir / name) == g18_dir / name
     monkeypatch.setenv("TEXTUREBIAS_DATA", str(g18_dir.parent))
-    assert D.g18_data_file(name) == g18_dir / name
+    assert DF.g18_data_file(name) == g18_dir / name
     monkeypatch.delenv("TEXTUREBIAS_DATA")
     # A download (file:// URL) lands in the cache after the sha256 check.
-    record = D.G18_DATA_FILES[name]
-    monkeypatch.setitem(D.G18_DATA_FILES, name, D.DataFile(name, (g18_dir / name).as_uri(), record.sha256, ""))
-    cached = D.g18_data_file(name)
+    record = DF.G18_DATA_FILES[name]
+    monkeypatch.setitem(DF.G18_DATA_FILES, name, DF.DataFile(name, (g18_dir / name).as_uri(), record.sha256, ""))
+    cached = DF.g18_data_file(name)
     assert cached.is_file() and "generalisation-humans-DNNs" in str(cached)
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == record.sha256
     # A corrupt local copy is refused, and so is a download with the wrong content.
     bad = tmp_path / name
     bad.write_bytes(b"not the table")
     with pytest.raises(DataError, match="sha256"):
-        D.g18_data_file(name, bad)
+        DF.g18_data_file(name, bad)
     cached.unlink()
-    monkeypatch.setitem(D.G18_DATA_FILES, name, D.DataFile(name, bad.as_uri(), record.sha256, ""))
+    monkeypatch.setitem(DF.G18_DATA_FILES, name, DF.DataFile(name, bad.as_uri(), record.sha256, ""))
     with pytest.raises(DownloadError):
-        D.g18_data_file(name)
+        DF.g18_data_file(name)
     assert not cached.exists()
     with pytest.raises(DataError, match="not found"):
-        D.g18_data_file(name, tmp_path / "missing.npy")
+        DF.g18_data_file(name, tmp_path / "missing.npy")
 
 
 def test_save_image_truncates(tmp_path: Path) -> None:
     from PIL import Image
 
-    D.save_image(np.full((4, 4), 0.999), tmp_path / "a.png")
-    D.save_image(np.full((4, 4, 3), 0.5), tmp_path / "b.png")
+    M.save_image(np.full((4, 4), 0.999), tmp_path / "a.png")
+    M.save_image(np.full((4, 4, 3), 0.5), tmp_path / "b.png")
     a, b = Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png")
     assert a.mode == "L" and np.asarray(a)[0, 0] == 254
     assert b.mode == "RGB" and np.asarray(b)[0, 0, 0] == 127
@@ -274,7 +277,7 @@ def test_save_image_truncates(tmp_path: Path) -> None:
 
 def test_distort_folder_mvh_layout_and_resume(tmp_path: Path, shared_data: Path) -> None:
     from texturebias.cli import main
-    from texturebias.evaluate.benchmark import index_dataset
+    from texturebias.robustness.benchmark import index_dataset
 
     src = tmp_path / "in"
     for cat, name in (("cat", "cat1.png"), ("dog", "dog1.png")):
@@ -298,8 +301,8 @@ def test_distort_folder_mvh_layout_and_resume(tmp_path: Path, shared_data: Path)
     from texturebias.data.images import image_to_array, load_image
 
     item = JobItem(0, src / "cat" / "cat1.png", "cat/cat1.png", 1)
-    expected = D.to_uint8(
-        D.uniform_noise(image_to_array(load_image(item.path)), 0.35, item.rng("uniform-noise", "0.35"))
+    expected = M.to_uint8(
+        M.uniform_noise(image_to_array(load_image(item.path)), 0.35, item.rng("uniform-noise", "0.35"))
     )
     assert np.array_equal(np.asarray(Image.open(out / "dnn/session-1/0002_nse_dnn_0.35_cat_00_cat1.png")), expected)
     # Rerun: done outputs are skipped and unchanged; the index reads the tree as a model-vs-human release.

@@ -8,7 +8,7 @@ import torch
 
 from detinit import detinit_state_dict
 from texturebias.errors import TextureBiasError
-from texturebias.heatmaps import DensePlan, class_evidence, patch_loop_evidence
+from texturebias.explain.evidence import DensePlan, class_evidence, patch_loop_evidence
 from texturebias.models import create_model, load_into
 from texturebias.models.bagnet import BagNet
 
@@ -136,7 +136,7 @@ def _image_folder(root, sizes=((40, 52), (64, 64), (33, 90)), folders=("n0144076
 
 
 def test_topk_heap_keeps_largest_with_deterministic_ties():
-    from texturebias.heatmaps import _TopK
+    from texturebias.explain.patches import _TopK
 
     values = [3.0, 1.0, 5.0, 5.0, 2.0, 5.0, 4.0]
     heap = _TopK(3)
@@ -149,8 +149,8 @@ def test_topk_heap_keeps_largest_with_deterministic_ties():
 def test_informative_patches_are_the_top_windows(tmp_path):
     import csv
 
-    from texturebias.heatmaps import informative_patches
-    from texturebias.preprocessing import Preprocessing
+    from texturebias.explain.patches import informative_patches
+    from texturebias.models.preprocessing import Preprocessing
 
     model = _tiny(seed=5, num_classes=1000)
     _image_folder(tmp_path / "data")
@@ -185,7 +185,7 @@ def test_informative_patches_are_the_top_windows(tmp_path):
 def test_interrupted_patch_search_resumes_to_the_same_result(tmp_path):
     import csv
 
-    from texturebias.heatmaps import informative_patches
+    from texturebias.explain.patches import informative_patches
 
     model = _tiny(seed=5, num_classes=1000)
     _image_folder(tmp_path / "data")
@@ -224,7 +224,7 @@ def test_heatmap_cli_writes_maps_and_figures(fixtures_dir, tmp_path):
     from PIL import Image
 
     from texturebias.cli import main
-    from texturebias.preprocessing import Preprocessing
+    from texturebias.models.preprocessing import Preprocessing
     from texturebias.utils.io import save_torch
 
     save_torch(tmp_path / "b9.pth", detinit_state_dict(fixtures_dir / "bagnet" / "keys_bagnet9.json", gain=1.0))
@@ -244,7 +244,7 @@ def test_heatmap_cli_writes_maps_and_figures(fixtures_dir, tmp_path):
 
 
 def test_heat_limit_is_the_99th_percentile():
-    from texturebias.heatmaps import heat_limit
+    from texturebias.explain.plots import heat_limit
 
     heat = np.concatenate([np.linspace(-1, 1, 10_000), [1000.0]])
     assert heat_limit(heat) == pytest.approx(np.percentile(np.abs(heat), 99))

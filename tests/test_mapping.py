@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from texturebias.data.imagenet import class_name
+from texturebias.data.labels import CATEGORIES, class_name
 from texturebias.errors import DataError
 from texturebias.evaluate.mapping import (
-    CATEGORIES,
     IMAGENET_16_INDICES,
     identity_mapping,
     imagenet_mapping,

@@ -14,11 +14,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+from texturebias.data.labels import CATEGORIES
 from texturebias.errors import DataError
-from texturebias.evaluate import benchmark as B
-from texturebias.evaluate.mapping import CATEGORIES
-from texturebias.evaluate.robustness import robustness_trials, run_robustness
 from texturebias.evaluate.trials import TRIAL_COLUMNS, read_trials, write_trials
+from texturebias.robustness import benchmark as B
+from texturebias.robustness.curves import robustness_trials, run_robustness
 
 
 class ColourCodedModel(nn.Module):
@@ -242,7 +242,7 @@ def test_robustness_trials_and_curves(tmp_path: Path, shared_data: Path, monkeyp
     assert set(trials["object_response"].iloc[:4]) == {"truck"}
     again = robustness_trials("toy", tmp_path / "clean", "uniform-noise", **kw)
     pd.testing.assert_frame_equal(trials, again)  # seeded per image and level
-    import texturebias.evaluate.robustness as R
+    import texturebias.robustness.curves as R
 
     real = R.robustness_trials
     monkeypatch.setattr(R, "robustness_trials", lambda m, d, n, **k: real(m, d, n, **{**k, **kw}))
@@ -259,7 +259,7 @@ def test_robustness_trials_and_curves(tmp_path: Path, shared_data: Path, monkeyp
 
 def test_release_registry_entries() -> None:
     from texturebias.data.datasets import get_dataset
-    from texturebias.evaluate.distortions import G18_DATA_FILES
+    from texturebias.robustness.datafiles import G18_DATA_FILES
 
     for name in B.MVH_DATASETS:
         ds = get_dataset(f"mvh/{name}")
@@ -281,7 +281,7 @@ class TenchFirst(nn.Module):
 
 
 def test_robustness_imagenet_folder_top1_top5(tmp_path: Path) -> None:
-    from texturebias.evaluate.robustness import imagenet_accuracy_by_condition
+    from texturebias.robustness.curves import imagenet_accuracy_by_condition
 
     for wnid in ("n01440764", "n01443537", "n01484850"):  # tench, goldfish, great white shark
         (tmp_path / wnid).mkdir()

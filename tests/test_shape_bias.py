@@ -143,7 +143,7 @@ def test_analyze_cli_table_and_json(shared_data, tmp_path, capsys) -> None:
 
 
 def test_figures_written(tmp_path) -> None:
-    from texturebias.report.figures import plot_shape_bias_matrix, plot_shape_bias_summary
+    from texturebias.evaluate.figures import plot_shape_bias_matrix, plot_shape_bias_summary
 
     t = _trials(HAND)
     results = {"humans": shape_bias(t[t.subj == "s1"]), "model": shape_bias(t[t.subj == "s2"])}

@@ -290,7 +290,7 @@ def test_shuffle_tiles_is_a_reproducible_permutation_of_tiles():
 
 
 def test_bagnet_logits_survive_tile_shuffling_when_tiles_are_large(fixtures_dir):
-    from texturebias.models.registry import create_model
+    from texturebias.models import create_model
     from texturebias.models.weights import load_into
 
     model = create_model("bagnet17")

@@ -18,12 +18,12 @@ from torch import nn
 
 from texturebias.cli import main
 from texturebias.errors import DataError, TextureBiasError
-from texturebias.evaluate.imagenet import evaluate_classifier, label_map_for
 from texturebias.models import create_model
-from texturebias.models.registry import _REGISTRY, ModelEntry, add_model
-from texturebias.preprocessing import Preprocessing
+from texturebias.models.preprocessing import Preprocessing
+from texturebias.models.registry import ModelEntry, add_model, registered_entries
 from texturebias.train import TrainConfig, index_training_folders, resolve_config, train
 from texturebias.train.loop import StepDecay, build_model
+from texturebias.train.validate import evaluate_classifier, label_map_for
 
 TESTS = Path(__file__).resolve().parent
 TINY = "test_tiny_cnn"
@@ -46,7 +46,7 @@ class TinyCNN(nn.Module):
 
 
 def register_tiny_model() -> None:
-    if TINY not in _REGISTRY:
+    if TINY not in registered_entries():
         add_model(ModelEntry(name=TINY, builder=TinyCNN, family="test", description="tiny test CNN",
                              preprocessing=Preprocessing(input_size=32, resize_size=32)))  # fmt: skip
 
@@ -222,7 +222,7 @@ def test_resume_equals_uninterrupted_run_bitwise(folders: dict[str, Path], tmp_p
 
 @pytest.mark.parametrize("augment", ["flip", "standard"])
 def test_cached_images_train_exactly_like_files(folders: dict[str, Path], tmp_path: Path, augment: str) -> None:
-    from texturebias.preprocessing import resolve_preprocessing
+    from texturebias.models import resolve_preprocessing
     from texturebias.train.data import ImageDataset, train_transform_parts
 
     images = index_training_folders([folders["train"]])

@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
+from texturebias.data.labels import CATEGORIES, stimulus_name, texture_category
 from texturebias.errors import DataError
-from texturebias.evaluate.mapping import CATEGORIES
 from texturebias.evaluate.trials import (
     TRIAL_COLUMNS,
     canonical_condition,
@@ -18,8 +18,6 @@ from texturebias.evaluate.trials import (
     is_human,
     model_imagename,
     read_trials,
-    stimulus_name,
-    texture_category,
     write_trials,
 )
 

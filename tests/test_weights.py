@@ -12,14 +12,9 @@ import torch
 
 from texturebias.errors import CheckpointError, DownloadError
 from texturebias.models import create_model, get_model_entry, list_models, list_weights
-from texturebias.models.weights import (
-    WeightRecord,
-    download_file,
-    fetch_weights,
-    load_checkpoint,
-    unwrap_state_dict,
-)
-from texturebias.preprocessing import Preprocessing
+from texturebias.models.preprocessing import Preprocessing
+from texturebias.models.weights import WeightRecord, fetch_weights, load_checkpoint, unwrap_state_dict
+from texturebias.utils.download import download_file
 
 
 def test_weight_record_schema() -> None:
@@ -117,12 +112,12 @@ def test_fetch_weights_uses_cache_and_rejects_tampered_file(tmp_path: Path) -> N
 
 def test_offline_pretrained_request_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """No network here: asking for torchvision weights fails with the URL and the --checkpoint hint."""
-    import texturebias.models.weights as weights_mod
+    import texturebias.utils.download as download_mod
 
     def refuse(*args, **kwargs):
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(weights_mod.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(download_mod.urllib.request, "urlopen", refuse)
     with pytest.raises(DownloadError, match=r"download\.pytorch\.org.*--checkpoint"):
         create_model("resnet18", pretrained=True)
 

@@ -59,7 +59,7 @@ def print_table(payload: dict[str, dict], *, per_category: bool = False) -> None
 
 def run_accuracy(args: argparse.Namespace) -> int:
     """``analyze --accuracy``: accuracy per (decision maker, condition)."""
-    from texturebias.evaluate.benchmark import accuracy_report
+    from texturebias.robustness.benchmark import accuracy_report
 
     table = accuracy_report(args.paths, pool_humans=not args.per_subject)
     if args.json:

@@ -8,7 +8,7 @@ from texturebias.cli.common import add_device_arguments, add_model_arguments, po
 from texturebias.data.images import expand_image_args
 from texturebias.data.samples import sample_photo_paths
 from texturebias.errors import TextureBiasError
-from texturebias.predict import classify_images
+from texturebias.evaluate.classify import classify_images
 
 
 def register(sub: argparse._SubParsersAction) -> None:

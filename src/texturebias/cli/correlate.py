@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from texturebias.cli.common import add_device_arguments, positive_int
-from texturebias.evaluate.correlation import logit_correlation
+from texturebias.explain.correlation import logit_correlation
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from texturebias.evaluate.imagenet import evaluate_classifier
+    from texturebias.train.validate import evaluate_classifier
 
     result = evaluate_classifier(
         args.model, args.data, checkpoint=args.checkpoint, batch_size=args.batch_size, workers=args.workers,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 
 from texturebias.cli.common import add_device_arguments, add_model_arguments, positive_int
-from texturebias.data.imagenet import class_index
 from texturebias.data.images import expand_image_args
+from texturebias.data.labels import class_index
 from texturebias.errors import TextureBiasError
-from texturebias.heatmaps import heatmaps_for_images
+from texturebias.explain.heatmaps import heatmaps_for_images
 
 
 def register(sub: argparse._SubParsersAction) -> None:

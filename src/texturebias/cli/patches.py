@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from texturebias.cli.common import add_device_arguments, add_model_arguments, positive_int
-from texturebias.data.imagenet import class_index, class_name
-from texturebias.heatmaps import informative_patches
+from texturebias.data.labels import class_index, class_name
+from texturebias.explain.patches import informative_patches
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -19,7 +19,7 @@ def _names(text: str) -> list[str]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from texturebias.evaluate.distortions import list_distortions
+    from texturebias.robustness.distortions import list_distortions
 
     known = ", ".join(list_distortions())
     d = sub.add_parser(
@@ -91,7 +91,7 @@ def _add_decision_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_distort(args: argparse.Namespace) -> int:
-    from texturebias.evaluate.distortions import distort_folder
+    from texturebias.robustness.distortions import distort_folder
 
     summary = distort_folder(args.data_dir, args.out_dir, args.distortion, levels=args.levels, seed=args.seed,
                              size=args.size, phase_mode=args.phase_mode, image_format=args.image_format,
@@ -102,7 +102,7 @@ def run_distort(args: argparse.Namespace) -> int:
 
 
 def run_robustness(args: argparse.Namespace) -> int:
-    from texturebias.evaluate.robustness import run_robustness as run
+    from texturebias.robustness.curves import run_robustness as run
 
     models = model_names(args)
     res = run(models, args.data, args.distortion, args.out, human_data=args.human_data,
@@ -117,7 +117,7 @@ def run_robustness(args: argparse.Namespace) -> int:
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
-    from texturebias.evaluate.benchmark import run_benchmark as run
+    from texturebias.robustness.benchmark import run_benchmark as run
 
     models = model_names(args)
     res = run(models, args.data, args.out, datasets=args.datasets, human_data=args.human_data,

@@ -31,13 +31,13 @@ from __future__ import annotations
 import json
 import os
 import tarfile
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from texturebias.data.labels import CATEGORIES, texture_category
 from texturebias.errors import DataError, DownloadError
-from texturebias.models.weights import check_hash, download_file, sha256_file, texturebias_home
+from texturebias.utils.download import check_hash, download_file, sha256_file, texturebias_home
 from texturebias.utils.progress import get_logger, progress
 
 DATA_ENV = "TEXTUREBIAS_DATA"
@@ -343,9 +343,6 @@ def validate_dataset(
     """
     from PIL import Image, UnidentifiedImageError
 
-    from texturebias.evaluate.mapping import CATEGORIES
-    from texturebias.evaluate.trials import texture_category
-
     ds = get_dataset(name)
     if folder is None:
         try:
@@ -407,9 +404,3 @@ def is_available(name: str) -> bool:
     depth = len(Path(ds.folder.strip("/")).parts) if ds.folder.strip("/") else 0
     src_root = folder.parents[depth - 1] if depth else folder
     return bool(ds.files) and all(_present(src_root, f) for f in ds.files)
-
-
-def manifest_entries(source_root: str | os.PathLike[str], paths: Iterable[str]) -> list[dict[str, object]]:
-    """Manifest ``files`` entries (path, sha256, size) for files below a local source root (maintainer tool)."""
-    root = Path(source_root)
-    return [{"path": p, "sha256": sha256_file(root / p), "size": (root / p).stat().st_size} for p in sorted(paths)]

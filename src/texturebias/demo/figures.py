@@ -13,7 +13,7 @@ from PIL import Image
 
 from texturebias.data.images import find_images, load_image
 from texturebias.demo import world
-from texturebias.heatmaps import plot_heatmap
+from texturebias.explain.plots import plot_heatmap
 from texturebias.report.figures import save_figure
 
 

@@ -8,7 +8,7 @@ Steps (each resumable: rerunning with the same ``--out`` and seed reuses what is
    data sets written as ImageFolders, an AdaIN stylizer with a frozen random encoder
    (:mod:`texturebias.stylize`), small CNNs and BagNets trained with :func:`texturebias.train.train`,
    a Table-1-style accuracy grid, shape bias with bootstrap CIs (:mod:`texturebias.evaluate.metrics`),
-   probes of what stylization did, BagNet heatmaps (:mod:`texturebias.heatmaps`).
+   probes of what stylization did, BagNet heatmaps (:mod:`texturebias.explain`).
 3. ``report.html`` (self-contained) and ``summary.json`` (every number in the report).
 
 Every finding is *measured* and then compared with its criterion; the report says whether it held.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,11 +29,33 @@ import pandas as pd
 import torch
 from torch import nn
 
+from texturebias.data.datasets import dataset_dir
 from texturebias.data.images import index_image_folder, load_image
 from texturebias.demo import world
+from texturebias.demo.figures import (
+    plot_accuracy_grid,
+    plot_bagnet_heatmaps,
+    plot_probes,
+    plot_samples,
+    plot_stylized_pairs,
+)
+from texturebias.demo.report import write_report
 from texturebias.errors import TextureBiasError
+from texturebias.evaluate.cue_conflict import evaluate_shape_bias, load_human_trials
+from texturebias.evaluate.figures import plot_shape_bias_matrix, plot_shape_bias_summary
+from texturebias.evaluate.metrics import bootstrap_shape_bias, shape_bias
+from texturebias.evaluate.trials import write_trials
+from texturebias.explain.evidence import class_evidence
 from texturebias.models import demo as _demo_models  # noqa: F401  (registers demo_cnn / demo_bagnet)
-from texturebias.utils.io import write_json
+from texturebias.models import resolve_preprocessing
+from texturebias.models.weights import load_checkpoint, load_into
+from texturebias.stylize.adain import AdaIN
+from texturebias.stylize.builder import stylize_folder
+from texturebias.stylize.networks import mirrored_decoder, small_vgg_encoder
+from texturebias.stylize.train import train_decoder
+from texturebias.train.loop import train
+from texturebias.train.recipes import TrainConfig
+from texturebias.utils.io import finite_or_none, write_json
 from texturebias.utils.progress import get_logger, progress
 from texturebias.utils.seed import seed_everything
 
@@ -157,10 +178,6 @@ class _Timer:
         self.clock.cpu[self.name] = round(time.process_time() - self.c, 2)
 
 
-def _finite(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(float(x)) else float(x)
-
-
 def _texture_of(path: Path) -> str:
     """Texture class of a natural/stylized image from its file name ``<shape>-<texture>-<index>.png``."""
     parts = path.stem.split("-")
@@ -197,8 +214,6 @@ def build_stylizer(seed: int) -> Any:
     needs feature statistics that describe texture, which random conv features already give (cf. Ulyanov
     et al., 2017 on random networks as image priors).
     """
-    from texturebias.stylize.adain import AdaIN
-    from texturebias.stylize.networks import mirrored_decoder, small_vgg_encoder
 
     channels = (32, 64)
     encoder, style_layers = small_vgg_encoder(channels, convs_per_stage=1, seed=seed)
@@ -209,8 +224,6 @@ def build_stylizer(seed: int) -> Any:
 
 def make_stylized(folders: dict[str, Path], root: Path, seed: int, sizes: DemoSizes) -> tuple[dict[str, Path], Path]:
     """Train the demo decoder, then stylize the natural train and test sets; returns folders and decoder path."""
-    from texturebias.stylize.builder import stylize_folder
-    from texturebias.stylize.train import train_decoder
 
     model = build_stylizer(seed)
     result = train_decoder(
@@ -231,7 +244,6 @@ def make_stylized(folders: dict[str, Path], root: Path, seed: int, sizes: DemoSi
         workers=0,
         device="cpu",
     )
-    from texturebias.models.weights import load_checkpoint, load_into
 
     load_into(model.decoder, load_checkpoint(result.decoder), what=f"decoder {result.decoder}")
     out = {}
@@ -271,8 +283,6 @@ def train_model(
 
     No validation pass during training: the demo evaluates every model on every test set afterwards.
     """
-    from texturebias.train.loop import train
-    from texturebias.train.recipes import TrainConfig
 
     n_epochs = train_epochs(model, len(data), sizes)
     cfg = TrainConfig(
@@ -326,7 +336,6 @@ class EvalSet:
 
 def load_eval_set(name: str, root: Path) -> EvalSet:
     """Load every image of an ImageFolder through the toolkit's loader and the demo preprocessing."""
-    from texturebias.preprocessing import resolve_preprocessing
 
     index = index_image_folder(root)
     tf = resolve_preprocessing(CNN).eval_transform("auto")
@@ -416,7 +425,6 @@ def run_demo(config: DemoConfig, *, on_step: Callable[[str], None] | None = None
     Returns:
         A :class:`DemoResult` with the paths and the summary dict.
     """
-    from texturebias.demo.report import write_report
 
     sizes = config.resolved_sizes()
     out = Path(config.out).expanduser()
@@ -486,8 +494,6 @@ def run_demo(config: DemoConfig, *, on_step: Callable[[str], None] | None = None
         commands["train texture-probe"] = train_command(CNN, probe_data, ckpt_dir / "texture-probe", seed, sizes)
 
     # 2e. Evaluation: accuracy grid, shape bias, probes.
-    from texturebias.evaluate.metrics import bootstrap_shape_bias, shape_bias
-    from texturebias.evaluate.trials import write_trials
 
     with step("evaluate: accuracy grid, shape bias, probes"):
         grid: dict[str, dict[str, float]] = {}
@@ -502,12 +508,12 @@ def run_demo(config: DemoConfig, *, on_step: Callable[[str], None] | None = None
             lo, hi = bootstrap_shape_bias(trials, n_boot=sizes.n_boot, seed=seed)
             shape_results[key] = sb
             bias[key] = {
-                "shape_bias": _finite(sb.shape_bias),
-                "ci95": [_finite(lo), _finite(hi)],
+                "shape_bias": finite_or_none(sb.shape_bias),
+                "ci95": [finite_or_none(lo), finite_or_none(hi)],
                 "n_shape": sb.n_shape,
                 "n_texture": sb.n_texture,
                 "n_other": sb.n_other,
-                "per_category": {k: _finite(v) for k, v in sb.per_category.items()},
+                "per_category": {k: finite_or_none(v) for k, v in sb.per_category.items()},
             }
         probes = {
             "shape_probe": {
@@ -563,17 +569,10 @@ def _real_step(out: Path, config: DemoConfig, sizes: DemoSizes, commands: dict[s
     if not sizes.real_stimuli and config.stimuli is None:
         return {"status": "skipped", "reason": "--quick (the real-stimuli step takes ~1 minute)", "how": how}
     try:
-        from texturebias.data.datasets import dataset_dir
-
         folder = dataset_dir("cue-conflict", config.stimuli, download=False, show_progress=False)
-    except (TextureBiasError, ImportError) as exc:
+    except TextureBiasError as exc:
         return {"status": "unavailable", "reason": str(exc), "how": how}
-    try:
-        from texturebias.evaluate.cue_conflict import evaluate_shape_bias, load_human_trials
-        from texturebias.evaluate.metrics import shape_bias
-        from texturebias.report.figures import plot_shape_bias_matrix
-    except ImportError as exc:  # pragma: no cover - only while the shape-bias module is missing
-        return {"status": "unavailable", "reason": f"shape-bias code not installed: {exc}", "how": how}
+
     real_out = out / "real"
     result = evaluate_shape_bias(
         "efficientnet_lite0",
@@ -590,12 +589,12 @@ def _real_step(out: Path, config: DemoConfig, sizes: DemoSizes, commands: dict[s
         "status": "done",
         "stimuli": str(folder),
         "model": "efficientnet_lite0",
-        "shape_bias": _finite(result.shape.shape_bias),
-        "ci95": [_finite(result.ci[0]), _finite(result.ci[1])],
+        "shape_bias": finite_or_none(result.shape.shape_bias),
+        "ci95": [finite_or_none(result.ci[0]), finite_or_none(result.ci[1])],
         "n_shape": result.shape.n_shape,
         "n_texture": result.shape.n_texture,
         "n_other": result.shape.n_other,
-        "accuracy": {k: _finite(v) for k, v in result.accuracy.items()},
+        "accuracy": {k: finite_or_none(v) for k, v in result.accuracy.items()},
         "human_shape_bias_published": HUMAN_SHAPE_BIAS,
     }
     humans = None
@@ -607,7 +606,7 @@ def _real_step(out: Path, config: DemoConfig, sizes: DemoSizes, commands: dict[s
     results = {"efficientnet_lite0": result.shape}
     if humans is not None and len(humans):
         hs = shape_bias(humans)
-        info["human_shape_bias"] = _finite(hs.shape_bias)
+        info["human_shape_bias"] = finite_or_none(hs.shape_bias)
         results = {"humans": hs, "efficientnet_lite0": result.shape}
     paths = plot_shape_bias_matrix(results, out / "figures" / "real_shape_bias_matrix",
                                    title="Cue-conflict stimuli: EfficientNet-Lite0 vs humans")  # fmt: skip
@@ -619,7 +618,6 @@ def _real_step(out: Path, config: DemoConfig, sizes: DemoSizes, commands: dict[s
 # ------------------------------------------------------------------------------------------- heatmaps
 def _heatmaps(bagnet: tuple[nn.Module, tuple[str, ...]], data: EvalSet, figures: Path, n: int = 6) -> dict[str, Any]:
     """Class-evidence heatmaps of the natural-trained BagNet on a few test images + most informative patches."""
-    from texturebias.heatmaps import class_evidence
 
     model, classes = bagnet
     idx = np.linspace(0, len(data.x) - 1, n).astype(int)
@@ -719,14 +717,6 @@ def _figures(
     figures: Path,
     out: Path,
 ) -> dict[str, str]:
-    from texturebias.demo.figures import (
-        plot_accuracy_grid,
-        plot_bagnet_heatmaps,
-        plot_probes,
-        plot_samples,
-        plot_stylized_pairs,
-    )
-    from texturebias.report.figures import plot_shape_bias_matrix, plot_shape_bias_summary
 
     figs: dict[str, str] = {}
     figs["samples"] = str(plot_samples(samples, figures / "world_samples")[0])

@@ -23,7 +23,7 @@ was 4x slower and did not converge in the demo's budget.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -420,15 +420,3 @@ def write_set(
                 bar.update(_write_range(root, kind, seed, split, a, b))
     marker.touch()
     return count
-
-
-def contact_sheet(samples: Sequence[Sample], columns: int = 8, scale: int = 3) -> np.ndarray:
-    """Tile sample images (upscaled ``scale``x, 2-px white gaps) into one uint8 array for figures."""
-    rows = math.ceil(len(samples) / columns)
-    cell = SIZE * scale + 2
-    sheet = np.full((rows * cell, columns * cell, 3), 255, dtype=np.uint8)
-    for i, s in enumerate(samples):
-        r, c = divmod(i, columns)
-        big = np.kron(s.image, np.ones((scale, scale, 1), dtype=np.uint8))
-        sheet[r * cell : r * cell + SIZE * scale, c * cell : c * cell + SIZE * scale] = big
-    return sheet

@@ -28,8 +28,10 @@ from torch import nn
 
 from texturebias.data.datasets import dataset_dir, env_data_root, folder_in_root, get_dataset
 from texturebias.data.images import find_images, load_image
+from texturebias.data.labels import CATEGORIES, texture_category
 from texturebias.errors import DataError, TextureBiasError
-from texturebias.evaluate.mapping import CATEGORIES, Aggregation, CategoryMapping, logits_to_decisions, resolve_mapping
+from texturebias.evaluate.figures import plot_shape_bias_matrix, plot_shape_bias_summary
+from texturebias.evaluate.mapping import Aggregation, CategoryMapping, logits_to_decisions, resolve_mapping
 from texturebias.evaluate.metrics import (
     HUMANS,
     ShapeBias,
@@ -47,13 +49,11 @@ from texturebias.evaluate.trials import (
     model_imagename,
     read_trials,
     reuse_trials,
-    texture_category,
     write_trials,
 )
-from texturebias.models import create_model
-from texturebias.preprocessing import Preprocessing, resolve_preprocessing
+from texturebias.models import Preprocessing, load_model, resolve_preprocessing
 from texturebias.utils.device import autocast, resolve_device
-from texturebias.utils.io import write_json
+from texturebias.utils.io import finite_or_none, json_safe, write_json
 from texturebias.utils.progress import get_logger, progress
 
 STIMULUS_SETS: tuple[str, ...] = ("cue-conflict", "edge", "silhouette")
@@ -288,7 +288,7 @@ def evaluate_shape_bias(
         trials = reuse_trials(csv_path, config_path, config, n=len(table))
         if trials is None:
             if net is None:
-                net = create_model(model_name, pretrained=checkpoint is None, checkpoint=checkpoint)
+                net, preprocessing = load_model(model_name, checkpoint)
             trials = classify_stimuli(
                 net, preprocessing, table, name=name, set_name=set_name, mapping=mapping,
                 aggregation=aggregation, batch_size=batch_size, device=dev, precision=precision,
@@ -334,19 +334,14 @@ def _human_baseline(set_name: str, humans: pd.DataFrame) -> dict[str, float]:
 def summary_dict(result: ModelShapeBias, *, aggregation: str = "mean", n_boot: int = 10_000) -> dict[str, object]:
     """The JSON written as ``summary.json``."""
 
-    def clean(x: float) -> float | None:
-        return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
-
     return {
         "name": result.name,
         "aggregation": aggregation,
         **result.shape.to_dict(),
-        "shape_bias_ci95": [clean(result.ci[0]), clean(result.ci[1])],
+        "shape_bias_ci95": [finite_or_none(result.ci[0]), finite_or_none(result.ci[1])],
         "bootstrap": {"n_boot": n_boot, "resampled": "images"},
-        "accuracy_16class": {k: clean(v) for k, v in result.accuracy.items()},
-        "consistency": {
-            s: {who: {k: clean(v) for k, v in d.items()} for who, d in c.items()} for s, c in result.consistency.items()
-        },
+        "accuracy_16class": {k: finite_or_none(v) for k, v in result.accuracy.items()},
+        "consistency": json_safe(result.consistency),
         "files": {k: Path(v).name for k, v in result.files.items()},
     }
 
@@ -416,7 +411,7 @@ def shape_bias_report(
             results[key] = sb
     figures = plot_all(results, out, ci=ci)
     payload = {
-        who: {**sb.to_dict(), "shape_bias_ci95": [_clean(x) for x in ci.get(who, (math.nan, math.nan))]}
+        who: {**sb.to_dict(), "shape_bias_ci95": [finite_or_none(x) for x in ci.get(who, (math.nan, math.nan))]}
         for who, sb in results.items()
     }
     results_file = write_json(out / "results.json", payload)
@@ -427,13 +422,8 @@ def plot_all(
     results: dict[str, ShapeBias], out_dir: str | os.PathLike[str], *, ci: dict[str, tuple[float, float]] | None = None
 ) -> list[Path]:
     """Matrix and summary figures (PNG + PDF) into ``out_dir``."""
-    from texturebias.report.figures import plot_shape_bias_matrix, plot_shape_bias_summary
 
     out = Path(out_dir)
     return plot_shape_bias_matrix(results, out / "shape-bias-matrix") + plot_shape_bias_summary(
         results, out / "shape-bias-summary", ci=ci
     )
-
-
-def _clean(x: float) -> float | None:
-    return None if math.isnan(x) else float(x)

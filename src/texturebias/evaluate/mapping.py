@@ -2,7 +2,7 @@
 
 API (used by cue-conflict and model-vs-human evaluation alike):
 
-- :data:`CATEGORIES`: the 16 categories, alphabetical (the column order of every 16-way array here).
+- the 16 categories themselves are :data:`texturebias.data.labels.CATEGORIES` (the column order here).
 - :data:`IMAGENET_16_INDICES`: category → 0-based ImageNet-1k class indices (207 in all), as data.
 - :class:`CategoryMapping`: ``mapping.aggregate(probs, "mean")`` → ``N×16`` scores,
   ``mapping.decide(probs)`` → list of category names.
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from texturebias.data.labels import CATEGORIES
 from texturebias.errors import DataError
 
 if TYPE_CHECKING:  # torch is only needed by callers that pass tensors; keep analysis imports light
@@ -32,11 +33,6 @@ if TYPE_CHECKING:  # torch is only needed by callers that pass tensors; keep ana
 
 Aggregation = Literal["mean", "sum", "max"]
 AGGREGATIONS: tuple[str, ...] = ("mean", "sum", "max")
-
-CATEGORIES: tuple[str, ...] = (
-    "airplane", "bear", "bicycle", "bird", "boat", "bottle", "car", "cat",
-    "chair", "clock", "dog", "elephant", "keyboard", "knife", "oven", "truck",
-)  # fmt: skip
 
 
 def _ranges(*parts: int | tuple[int, int]) -> tuple[int, ...]:

@@ -14,8 +14,8 @@ API:
   together, so pooled humans are handled correctly); deterministic for a seed.
 - :func:`accuracy` (16-class; cue conflict counts the shape class as correct), :func:`is_correct`.
 - Geirhos et al., NeurIPS 2020/2021 — :func:`observed_consistency`, :func:`expected_consistency`,
-  :func:`cohens_kappa` on two boolean "correct" vectors; :func:`pair_trials` aligns two decision makers by
-  image; :func:`consistency_table` gives per (subject, condition) n, accuracies, c_obs, c_exp, κ and
+  :func:`cohens_kappa` on two boolean "correct" vectors; :func:`consistency_table` gives per (subject,
+  condition) n, accuracies, c_obs, c_exp, κ and
   squared accuracy difference of a model against every human; :func:`average_consistency` averages as the
   benchmark does (over conditions, then subjects); :func:`human_human_consistency` is the baseline.
 """
@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from texturebias.data.labels import CATEGORIES, texture_category
 from texturebias.errors import DataError
-from texturebias.evaluate.mapping import CATEGORIES
-from texturebias.evaluate.trials import canonical_condition, image_key, is_human, read_trials, texture_category
+from texturebias.evaluate.trials import canonical_condition, image_key, is_human, read_trials
+from texturebias.utils.io import finite_or_none
 from texturebias.utils.seed import rng_for
 
 HUMANS = "humans"
@@ -65,16 +66,12 @@ class ShapeBias:
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly dict (NaN → None)."""
         return {
-            "shape_bias": _json_float(self.shape_bias),
+            "shape_bias": finite_or_none(self.shape_bias),
             "n_shape": self.n_shape,
             "n_texture": self.n_texture,
             "n_other": self.n_other,
-            "per_category": {k: _json_float(v) for k, v in self.per_category.items()},
+            "per_category": {k: finite_or_none(v) for k, v in self.per_category.items()},
         }
-
-
-def _json_float(x: float) -> float | None:
-    return None if x is None or math.isnan(x) else float(x)
 
 
 def _ratio(shape: int, texture: int) -> float:
@@ -220,18 +217,6 @@ def _pair_keyed(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     paired = a.rename(columns={"correct": "correct_a"}).join(b[["correct"]].rename(columns={"correct": "correct_b"}),
                                                               how="inner")  # fmt: skip
     return paired.sort_index().rename_axis("key").reset_index()
-
-
-def pair_trials(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    """Align two decision makers' trials on the same images (condition + stimulus name).
-
-    Returns:
-        Columns ``key, condition, correct_a, correct_b``, one row per image both saw, sorted by key.
-
-    Raises:
-        DataError: one side has the same image twice (pairing would be ambiguous).
-    """
-    return _pair_keyed(_keyed(a), _keyed(b))
 
 
 def _consistency_rows(subj: str, paired: pd.DataFrame, excluded: set[str]) -> list[dict[str, object]]:

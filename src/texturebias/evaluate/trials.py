@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from texturebias.data.labels import stimulus_name
 from texturebias.errors import DataError
 from texturebias.utils.io import atomic_open
 from texturebias.utils.progress import get_logger
@@ -47,8 +48,6 @@ NO_RESPONSE = "na"
 
 # trial number, experiment code, subject code (s01.. for humans, dnn for models), condition, category,
 # a two-digit field, then the stimulus file name (which may itself contain underscores: n03662601_12531.png).
-_PREFIX = re.compile(r"^\d+_[A-Za-z0-9]+_(?:s\d+|dnn)_[^_]+_[^_]+_\d+_(?P<stimulus>.+)$")
-_TRAILING_DIGITS = re.compile(r"\d+$")
 _HUMAN = re.compile(r"^subject-\d+$", re.IGNORECASE)
 
 
@@ -156,26 +155,6 @@ def reuse_trials(
         return None
     _log.info("reusing %s", csv_path)
     return trials
-
-
-def stimulus_name(imagename: str) -> str:
-    """The stimulus file name inside an ``imagename``.
-
-    ``0001_s5n_s01_0_bird_00_bird3-bird2.png`` → ``bird3-bird2.png``. Names without the experiment prefix (a plain file
-    name or relative path) give their base name.
-    """
-    base = imagename.replace("\\", "/").rsplit("/", 1)[-1]
-    m = _PREFIX.match(base)
-    return m.group("stimulus") if m else base
-
-
-def texture_category(imagename: str) -> str:
-    """Texture class of a cue-conflict stimulus: the part after the last ``-``, digits and extension stripped.
-
-    ``bird3-clock2.png`` → ``clock``. For a stimulus without ``-`` (edges, silhouettes) this is the shape class.
-    """
-    stem = stimulus_name(imagename).rsplit(".", 1)[0]
-    return _TRAILING_DIGITS.sub("", stem.rsplit("-", 1)[-1]).lower()
 
 
 def canonical_condition(condition: object) -> str:

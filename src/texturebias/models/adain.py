@@ -97,11 +97,6 @@ def vgg_normalised(pool: str = "max") -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def adain_encoder(pool: str = "max") -> nn.Sequential:
-    """Modules 0–30 of :func:`vgg_normalised` (through relu4_1); load the full state dict, then truncate."""
-    return nn.Sequential(*list(vgg_normalised(pool))[: RELU_INDICES["relu4_1"] + 1])
-
-
 def adain_decoder() -> nn.Sequential:
     """The 29-module AdaIN decoder (keys ``1, 5, 8, 11, 14, 18, 21, 25, 28``); raw output, no activation."""
 

@@ -29,7 +29,7 @@ Generic builder (also for small demo models)::
     model(x)                    # N x num_classes image logits (mean of the grid, then fc)
     model.forward_patch_logits(x)   # N x num_classes x H' x W', H' = (H - q) // total_stride + 1
 
-Any such model works with :func:`texturebias.heatmaps.class_evidence` (exact per-pixel class evidence).
+Any such model works with :func:`texturebias.explain.evidence.class_evidence` (exact per-pixel class evidence).
 The official BagNets are ``BagNet(widths=(64, 128, 256, 512), blocks=(3, 4, 6, 3), kernel3=K,
 strides=(2, 2, 2, 1), in_stem=64)`` with K = (1, 1, 1, 1) / (1, 1, 1, 0) / (1, 1, 0, 0) for q = 33 / 17 / 9.
 """
@@ -42,9 +42,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from texturebias.models.preprocessing import Preprocessing
 from texturebias.models.registry import register_model
 from texturebias.models.weights import WeightRecord
-from texturebias.preprocessing import Preprocessing
 
 __all__ = ["BagNet", "Bottleneck", "bagnet9", "bagnet17", "bagnet33", "is_bagnet"]
 
@@ -212,7 +212,7 @@ class BagNet(nn.Module):
         if min(x.shape[-2:]) < self.receptive_field:
             raise ValueError(
                 f"input {tuple(x.shape[-2:])} is smaller than the receptive field {self.receptive_field}; "
-                "pad it (texturebias.heatmaps.class_evidence handles any size)"
+                "pad it (texturebias.explain.evidence.class_evidence handles any size)"
             )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from texturebias.models.bagnet import BagNet
+from texturebias.models.preprocessing import Preprocessing
 from texturebias.models.registry import register_model
-from texturebias.preprocessing import Preprocessing
 
 #: 32-px inputs, no resize or crop (the generated images already have the model's size).
 DEMO_PREPROCESSING = Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), input_size=32, resize_size=32)

@@ -11,9 +11,9 @@ from typing import Any
 
 from torch import nn
 
+from texturebias.models.preprocessing import Preprocessing
 from texturebias.models.registry import register_model
 from texturebias.models.weights import WeightRecord
-from texturebias.preprocessing import Preprocessing
 
 _TFLITE_MEAN = (127.0 / 255.0,) * 3
 _TFLITE_STD = (128.0 / 255.0,) * 3

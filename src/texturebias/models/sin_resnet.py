@@ -11,9 +11,9 @@ from typing import Any
 import torchvision
 from torch import nn
 
+from texturebias.models.preprocessing import Preprocessing
 from texturebias.models.registry import register_model
 from texturebias.models.weights import WeightRecord
-from texturebias.preprocessing import Preprocessing
 
 _BASE = "https://bitbucket.org/robert_geirhos/texture-vs-shape-pretrained-models/raw/"
 _ORIGIN = (

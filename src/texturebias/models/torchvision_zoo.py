@@ -13,9 +13,9 @@ from typing import Any
 import torchvision
 from torch import nn
 
+from texturebias.models.preprocessing import Preprocessing
 from texturebias.models.registry import ModelEntry, add_model
 from texturebias.models.weights import WeightRecord
-from texturebias.preprocessing import Preprocessing
 
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{6,64})\.(?:pth|pt|bin)(?:\.tar)?$")
 

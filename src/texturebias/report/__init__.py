@@ -1,1 +1,4 @@
-"""Figures and reports (matplotlib PNG + PDF, no LaTeX). Nothing is imported here; import the modules."""
+"""REPORT: the house figure style and the one figure writer (:mod:`texturebias.report.figures`).
+
+May import: ``utils``. Drawing a particular figure belongs to the package whose results it shows.
+"""

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from texturebias.stylize.adain import AdaIN, StyleStats, mean_std
+from texturebias.stylize.builder import load_style
 from texturebias.utils.progress import progress
 
 
@@ -26,7 +27,6 @@ def style_bank(model: AdaIN, styles: torch.Tensor | Sequence[str | os.PathLike[s
     Files are prepared as in the SIN recipe (centred square, Lanczos to ``size``), see
     :func:`texturebias.stylize.builder.load_style`.
     """
-    from texturebias.stylize.builder import load_style
 
     chunks = []
     n = len(styles)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from PIL import Image
 from torch import nn
 
@@ -29,6 +30,7 @@ from texturebias.data.images import find_images, load_image
 from texturebias.errors import CheckpointError, DataError, ImageReadError
 from texturebias.models.adain import VGG_NORMALISED, adain_decoder, vgg_normalised
 from texturebias.models.weights import fetch_weights, load_checkpoint, load_into
+from texturebias.report.figures import save_figure
 from texturebias.stylize.adain import AdaIN, adain, mean_std
 from texturebias.utils.device import Precision, resolve_device
 from texturebias.utils.io import atomic_open, save_torch
@@ -280,13 +282,9 @@ def train_decoder(
 def _plot_losses(rows: list[dict[str, Any]], out: Path) -> None:
     if not rows:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     it = [int(r["iteration"]) for r in rows]
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig = Figure(figsize=(5, 3.2))
+    ax = fig.add_subplot()
     ax.plot(it, [float(r["loss_content"]) for r in rows], label="content")
     ax.plot(it, [float(r["loss_style"]) for r in rows], label="style")
     ax.set_xlabel("iteration")
@@ -295,7 +293,4 @@ def _plot_losses(rows: list[dict[str, Any]], out: Path) -> None:
     ax.legend(frameon=False)
     ax.set_title("AdaIN decoder training")
     fig.tight_layout()
-    for ext in ("png", "pdf"):
-        with atomic_open(out / f"loss_curve.{ext}", "wb") as fh:
-            fig.savefig(fh, format=ext)
-    plt.close(fig)
+    save_figure(fig, out / "loss_curve")

@@ -27,8 +27,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from texturebias.data.images import load_image
 from texturebias.errors import TextureBiasError
 from texturebias.models.adain import _VGG_CFG, VGG_NORMALISED, vgg_normalised
+from texturebias.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from texturebias.models.weights import fetch_weights, load_checkpoint, load_into
 
 #: The layers Gatys et al. (2015) match, shallow to deep. "conv1_1" is post-ReLU (Caffe's in-place ReLU).
@@ -178,8 +180,6 @@ def torchvision_vgg19_as_texture_network(vgg19: nn.Module | None = None) -> nn.S
     """
     from torchvision.models.vgg import cfgs, make_layers
 
-    from texturebias.preprocessing import IMAGENET_MEAN, IMAGENET_STD
-
     if vgg19 is None:
         vgg19 = make_layers(cfgs["E"])  # VGG-19 features only: the 120M-parameter classifier is not needed
     features = getattr(vgg19, "features", vgg19)
@@ -241,8 +241,6 @@ def default_normalisation_images(size: int = 224) -> torch.Tensor:
     import numpy as np
     import skimage.data
     from PIL import Image
-
-    from texturebias.data.images import load_image
 
     base = Path(skimage.data.__file__).parent
     names = ("chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg")

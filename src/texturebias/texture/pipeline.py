@@ -12,6 +12,7 @@ from torch import nn
 
 from texturebias.data.images import load_image
 from texturebias.errors import DataError, TextureBiasError
+from texturebias.models import load_model
 from texturebias.texture.network import DEFAULT_LAYERS, normalise_torchvision_vgg19, texture_network
 from texturebias.texture.synthesis import Method, TextureResult, TextureSynthesizer
 from texturebias.utils.device import Precision
@@ -51,9 +52,7 @@ def build_texture_network(
     if network == "vgg_normalised":
         return texture_network(checkpoint, padding=padding)
     if network == "torchvision":
-        from texturebias.models.registry import create_model
-
-        return normalise_torchvision_vgg19(create_model("vgg19", pretrained=checkpoint is None, checkpoint=checkpoint))
+        return normalise_torchvision_vgg19(load_model("vgg19", checkpoint)[0])
     raise TextureBiasError(f"unknown texture network {network!r} (choose from {', '.join(NETWORKS)})")
 
 

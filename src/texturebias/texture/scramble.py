@@ -25,7 +25,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from texturebias.data.folder_job import ItemResult, run_folder_job
 from texturebias.errors import TextureBiasError
+from texturebias.texture.synthesis import TextureSynthesizer
 
 ScrambleMethod = Literal["texture", "patches"]
 Array = np.ndarray | torch.Tensor
@@ -115,7 +117,6 @@ class _PatchJob:
     crop: int | None
 
     def __call__(self, items: list[Any], images: list[Image.Image]) -> list[Any]:
-        from texturebias.data.folder_job import ItemResult
 
         results = []
         for item, img in zip(items, images, strict=True):
@@ -140,7 +141,6 @@ class _TextureJob:
     synthesizer: Any  # TextureSynthesizer (kept Any: it is built lazily, heavy to import)
 
     def __call__(self, items: list[Any], images: list[Image.Image]) -> list[Any]:
-        from texturebias.data.folder_job import ItemResult
 
         seeds = [item.seed("texture") for item in items]
         out = self.synthesizer.synthesize(images, seeds=[s % 2**63 for s in seeds])
@@ -187,7 +187,6 @@ def scramble_folder(
     Returns:
         The :class:`~texturebias.data.folder_job.FolderJobSummary`.
     """
-    from texturebias.data.folder_job import run_folder_job
 
     if method == "patches":
         tiles = tuple(sorted(set(int(t) for t in tiles)))
@@ -197,8 +196,6 @@ def scramble_folder(
         fields = ["tile", "seed"]
     elif method == "texture":
         if synthesizer is None:
-            from texturebias.texture.synthesis import TextureSynthesizer
-
             synthesizer = TextureSynthesizer()
         process = _TextureJob(synthesizer)
         fields = ["seed", "loss", "iterations"]

@@ -41,7 +41,7 @@ from torch import nn
 
 from texturebias.texture.gram import TextureLoss
 from texturebias.texture.lbfgs import batched_lbfgs
-from texturebias.texture.network import CAFFE_MEAN_RGB, DEFAULT_LAYERS
+from texturebias.texture.network import CAFFE_MEAN_RGB, DEFAULT_LAYERS, texture_network
 from texturebias.utils.device import Precision, autocast, resolve_device
 from texturebias.utils.progress import progress
 
@@ -190,8 +190,6 @@ class TextureSynthesizer:
         if iterations < 0 or history < 1 or batch_size < 1:
             raise ValueError("iterations must be >= 0, history and batch_size >= 1")
         if network is None:
-            from texturebias.texture.network import texture_network
-
             network = texture_network()
         self.device = resolve_device(device)
         self.loss_fn = TextureLoss(network, layers).to(self.device)

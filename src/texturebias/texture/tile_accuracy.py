@@ -16,10 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
 from texturebias.data.images import index_image_folder, load_image
+from texturebias.models import Preprocessing, load_model
+from texturebias.report.figures import save_figure
 from texturebias.texture.scramble import shuffle_tiles
+from texturebias.train.validate import label_map_for
 from texturebias.utils.device import resolve_device
 from texturebias.utils.io import write_csv
 from texturebias.utils.progress import progress
@@ -58,9 +62,6 @@ def tile_shuffle_accuracy(
     Returns:
         One row per (model, tile): ``{"model", "tile", "images", "top1"}``.
     """
-    from texturebias.evaluate.imagenet import label_map_for
-    from texturebias.models.registry import create_model
-    from texturebias.preprocessing import Preprocessing, resolve_preprocessing
 
     index = index_image_folder(data_dir)
     samples = list(index.samples)[:limit] if limit else list(index.samples)
@@ -70,8 +71,7 @@ def tile_shuffle_accuracy(
         if isinstance(spec, str):
             label = spec
             ckpt = (checkpoints or {}).get(spec)
-            model = create_model(spec, pretrained=ckpt is None, checkpoint=ckpt)
-            pre = resolve_preprocessing(spec)
+            model, pre = load_model(spec, ckpt)
         else:
             label, model = spec
             pre = Preprocessing()
@@ -108,14 +108,9 @@ def tile_shuffle_accuracy(
 
 def plot_tile_accuracy(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> list[Path]:
     """Top-1 against tile size (log axis, large tiles left), one line per model; writes ``path``.png and .pdf."""
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from texturebias.report.figures import save_figure
-
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    fig = Figure(figsize=(4.5, 3.2))
+    ax = fig.add_subplot()
     for model in dict.fromkeys(r["model"] for r in rows):
         pts = sorted((r["tile"], r["top1"]) for r in rows if r["model"] == model)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=model)

@@ -15,7 +15,7 @@ Python API::
     result.best_top1, result.metrics[-1]["val_top1"], result.model   # trained nn.Module, eval mode
 
 Small models on small images (e.g. a 32x32 demo CNN) train the same way: the crop size comes from the
-model's registered :class:`~texturebias.preprocessing.Preprocessing` (or ``input_size=32``), and
+model's registered :class:`~texturebias.models.preprocessing.Preprocessing` (or ``input_size=32``), and
 ``augment="flip"`` (resize/centre-crop + flip) or ``"none"`` replaces RandomResizedCrop, which would
 destroy shapes in tiny images. Every field of :class:`TrainConfig` left ``None`` is filled from the
 recipe; anything given explicitly wins. ``pretrained=True`` / ``init=PATH`` start from weights (the

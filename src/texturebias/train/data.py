@@ -22,7 +22,7 @@ from torchvision.transforms import v2 as T
 
 from texturebias.data.images import index_image_folder, load_image
 from texturebias.errors import DataError
-from texturebias.preprocessing import Preprocessing
+from texturebias.models.preprocessing import Preprocessing
 from texturebias.utils.progress import progress
 from texturebias.utils.seed import stable_hash
 

@@ -25,9 +25,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from texturebias.errors import CheckpointError, TextureBiasError
-from texturebias.evaluate.imagenet import MetricAccumulator, score_batches
-from texturebias.models import create_model
-from texturebias.preprocessing import Preprocessing, resolve_preprocessing
+from texturebias.models import Preprocessing, create_model, resolve_preprocessing
+from texturebias.stylize.adain import AdaIN
+from texturebias.stylize.augment import StyleAugment, style_bank
+from texturebias.stylize.builder import list_styles
 from texturebias.train.data import (
     ImageDataset,
     LabeledImages,
@@ -36,6 +37,7 @@ from texturebias.train.data import (
     train_transform_parts,
 )
 from texturebias.train.recipes import TrainConfig, resolve_config
+from texturebias.train.validate import MetricAccumulator, score_batches
 from texturebias.utils.device import autocast, resolve_device
 from texturebias.utils.distributed import DistInfo, barrier, init_distributed
 from texturebias.utils.io import save_torch, write_csv, write_json
@@ -567,9 +569,6 @@ def _load_training_checkpoint(path: Path) -> dict[str, Any]:
 
 def build_style_augment(cfg: TrainConfig, device: torch.device, size: int) -> nn.Module:
     """The on-the-fly stylizer of ``cfg``: official AdaIN networks, styles from ``style_dir`` or from the batch."""
-    from texturebias.stylize.adain import AdaIN
-    from texturebias.stylize.augment import StyleAugment, style_bank
-    from texturebias.stylize.builder import list_styles
 
     precision = "bf16" if cfg.precision == "bf16" else "fp32"
     model = AdaIN.from_checkpoints(cfg.stylize_vgg, cfg.stylize_decoder, device=device, precision=precision,

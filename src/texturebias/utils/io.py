@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import math
+import numbers
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -12,6 +14,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
+
+from texturebias.errors import TextureBiasError
 
 
 def _umask() -> int:
@@ -52,10 +56,37 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
         os.fsync(fh.fileno())
 
 
+def finite_or_none(x: Any) -> float | None:
+    """``float(x)``, or ``None`` for ``None``, NaN and ±inf (JSON has no NaN; ``null`` means "undefined")."""
+    if x is None:
+        return None
+    value = float(x)
+    return value if math.isfinite(value) else None
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (Python or NumPy) replaced by ``None`` and NumPy scalars made plain.
+
+    The package's one NaN policy for JSON: an undefined number (a shape bias without decisions, a correlation
+    of a constant) is written as ``null``, never as the invalid token ``NaN``.
+    """
+    if isinstance(obj, Mapping):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        return finite_or_none(obj)
+    return obj
+
+
 def write_json(path: str | os.PathLike[str], obj: Any, *, indent: int = 2) -> Path:
-    """Write ``obj`` as JSON atomically (NaN is written as ``null``-free JSON: it raises instead)."""
+    """Write ``obj`` as JSON atomically; NaN and ±inf become ``null`` (see :func:`json_safe`)."""
     with atomic_open(path, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=indent, allow_nan=False, sort_keys=False)
+        json.dump(json_safe(obj), fh, indent=indent, allow_nan=False, sort_keys=False)
         fh.write("\n")
     return Path(path)
 
@@ -89,7 +120,6 @@ def require_same_settings(saved: Any, current: Mapping[str, Any], *, what: str, 
     Raises:
         TextureBiasError: naming the settings that changed.
     """
-    from texturebias.errors import TextureBiasError
 
     if saved == current:
         return

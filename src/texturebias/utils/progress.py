@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import TypeVar
 
 from tqdm.auto import tqdm
@@ -53,11 +53,6 @@ def progress(
     return tqdm(
         iterable, total=total, desc=desc, unit=unit, disable=disable, leave=leave, file=sys.stderr, dynamic_ncols=True
     )
-
-
-def iterate(iterable: Iterable[T], **kwargs: object) -> Iterator[T]:
-    """Typed shorthand for ``iter(progress(iterable, ...))``."""
-    yield from progress(iterable, **kwargs)  # type: ignore[arg-type]
 
 
 def get_logger(name: str | None = None) -> logging.Logger:

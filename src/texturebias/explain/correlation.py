@@ -19,15 +19,21 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
+from texturebias.data.images import find_images, load_image
 from texturebias.errors import DataError, TextureBiasError
+from texturebias.models import resolve_model
+from texturebias.report.figures import save_figure
+from texturebias.utils.device import resolve_device, strict_fp32
+from texturebias.utils.io import json_safe, require_same_settings, write_csv, write_json
+from texturebias.utils.progress import progress
 
 __all__ = ["CorrelationSummary", "logit_correlation", "pearson_rows"]
 
@@ -92,18 +98,6 @@ def logit_correlation(
     Raises:
         DataError: no images; TextureBiasError: models with different class counts.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from texturebias.data.images import find_images, load_image
-    from texturebias.heatmaps import resolve_model
-    from texturebias.report.figures import save_figure
-    from texturebias.utils.device import resolve_device, strict_fp32
-    from texturebias.utils.io import write_csv, write_json
-    from texturebias.utils.progress import progress
-
     root = Path(data_dir)
     if not root.is_dir():
         raise DataError(f"image folder not found: {root}")
@@ -113,8 +107,8 @@ def logit_correlation(
     if not paths:
         raise DataError(f"{root}: no images found")
     dev = resolve_device(device)
-    resolved = [resolve_model(m, ck, dev) for m, ck in ((model_a, checkpoint_a), (model_b, checkpoint_b))]
-    nets = [r[0] for r in resolved]
+    resolved = [resolve_model(m, ck) for m, ck in ((model_a, checkpoint_a), (model_b, checkpoint_b))]
+    nets = [r[0].to(dev) for r in resolved]
     transforms = [r[1].eval_transform("always") for r in resolved]
     model_a, model_b = resolved[0][2], resolved[1][2]
     out = Path(out_dir)
@@ -193,8 +187,9 @@ def logit_correlation(
     )
     write_csv(out / "correlation.csv", rows, ["image", "pearson_r", "top1_a", "top1_b", "agree"])
     write_csv(out / "skipped.csv", ({"image": p, "reason": r} for p, r in skipped), ["image", "reason"])
-    write_json(out / "correlation.json", _json_safe(summary.as_dict()))
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    write_json(out / "correlation.json", json_safe(summary.as_dict()))
+    fig = Figure(figsize=(4.5, 3.2))
+    ax = fig.add_subplot()
     ax.hist(finite, bins=edges, color="#4477aa")
     ax.axvline(summary.mean_r, color="k", lw=1, ls="--", label=f"mean r = {summary.mean_r:.3f}")
     ax.set_xlabel(f"Pearson r of logits ({model_a} vs {model_b})")
@@ -215,7 +210,6 @@ _JOURNAL_FIELDS = ("image", "pearson_r", "top1_a", "top1_b")
 
 def _read_journal(out: Path, identity: dict[str, Any]) -> dict[str, tuple[float, int, int]]:
     """Rows of an interrupted run with the same settings (image → r, top1_a, top1_b); starts a journal if none."""
-    from texturebias.utils.io import require_same_settings, write_json
 
     id_path, path = out / _JOURNAL_ID, out / _JOURNAL
     if id_path.exists() and path.exists():
@@ -235,14 +229,3 @@ def _read_journal(out: Path, identity: dict[str, Any]) -> dict[str, tuple[float,
     path.unlink(missing_ok=True)
     write_json(id_path, identity)
     return {}
-
-
-def _json_safe(d: dict[str, Any]) -> dict[str, Any]:
-    def fix(v: Any) -> Any:
-        if isinstance(v, float) and not np.isfinite(v):
-            return None
-        if isinstance(v, Sequence) and not isinstance(v, str):
-            return [fix(x) for x in v]
-        return v
-
-    return {k: fix(v) for k, v in d.items()}

@@ -10,7 +10,7 @@ and level) and classifies it:
   level (columns ``subj, condition, imagename, category, prediction, top1, top5``).
 
 Pre-distorted folders (``texturebias distort`` output or a model-vs-human release tarball) are evaluated by
-:func:`texturebias.evaluate.benchmark.evaluate_dataset` instead. :func:`run_robustness` writes CSVs and the
+:func:`texturebias.robustness.benchmark.evaluate_dataset` instead. :func:`run_robustness` writes CSVs and the
 accuracy-vs-level curves with the human accuracies of every condition (PNG and PDF).
 """
 
@@ -25,17 +25,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from texturebias.data.images import find_images, image_to_array, load_image
+from texturebias.data.labels import CATEGORIES, class_index, imagenet_wnids
 from texturebias.errors import DataError
-from texturebias.evaluate.mapping import CATEGORIES, Aggregation
-from texturebias.evaluate.trials import TRIAL_COLUMNS, model_imagename
-
-CHANCE_16 = 1.0 / 16.0
-HUMAN_COLOUR = "#a51e37"
-_MODEL_COLOURS = ("#1f5fa6", "#2a9d8f", "#e9a23b", "#6d597a", "#555555", "#8ab17d", "#264653")
+from texturebias.evaluate.mapping import Aggregation, logits_to_decisions, resolve_mapping
+from texturebias.evaluate.trials import TRIAL_COLUMNS, model_imagename, write_trials
+from texturebias.models import Preprocessing, load_model
+from texturebias.robustness.benchmark import accuracy_by_condition, human_trials_for
+from texturebias.robustness.distortions import get_distortion
+from texturebias.robustness.figures import plot_accuracy_curves
+from texturebias.robustness.manipulations import to_uint8
+from texturebias.utils.device import autocast, resolve_device
+from texturebias.utils.io import atomic_open
+from texturebias.utils.progress import get_logger, progress
+from texturebias.utils.seed import rng_for
 
 
 def _folder_kind(root: Path) -> str:
-    from texturebias.data.imagenet import imagenet_wnids
 
     folders = [p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     if not folders:
@@ -54,8 +60,6 @@ def _folder_kind(root: Path) -> str:
 def _prepare_224(img: object, size: int = 224) -> np.ndarray:
     """PIL image → float [0, 1] array at size×size (Resize(256) + CenterCrop(224) unless already 224²)."""
     from PIL import Image
-
-    from texturebias.data.images import image_to_array
 
     assert isinstance(img, Image.Image)
     if img.size != (size, size):
@@ -92,12 +96,12 @@ def robustness_trials(
     Args:
         model_name: Registry name.
         data_dir: ``<category>/<file>`` (16 categories) or ``<wnid>/<file>`` (ImageNet) folder.
-        distortion: Distortion name (:func:`~texturebias.evaluate.distortions.get_distortion`).
+        distortion: Distortion name (:func:`~texturebias.robustness.distortions.get_distortion`).
         levels: Conditions (any spelling :meth:`Distortion.normalise_condition` accepts); default all.
         seed: Job seed.
         phase_mode: "faithful" or "corrected" (phase scrambling only).
         checkpoint, mapping, aggregation, batch_size, device, precision: As in
-            :func:`~texturebias.evaluate.benchmark.evaluate_dataset`.
+            :func:`~texturebias.robustness.benchmark.evaluate_dataset`.
         max_images: Use only the first N images (sorted), e.g. for a quick look.
         subject: ``subj`` value (default: the model name).
         model: An already built model (tests).
@@ -108,15 +112,6 @@ def robustness_trials(
     """
     import torch
     from PIL import Image
-
-    from texturebias.data.images import find_images, load_image
-    from texturebias.evaluate.distortions import get_distortion, to_uint8
-    from texturebias.evaluate.mapping import logits_to_decisions, resolve_mapping
-    from texturebias.models import create_model
-    from texturebias.preprocessing import Preprocessing, resolve_preprocessing
-    from texturebias.utils.device import autocast, resolve_device
-    from texturebias.utils.progress import progress
-    from texturebias.utils.seed import rng_for
 
     root = Path(data_dir)
     if not root.is_dir():
@@ -131,14 +126,11 @@ def robustness_trials(
         raise DataError(f"{root}: no images found")
     dev = resolve_device(device)
     if model is None:
-        model = create_model(model_name, pretrained=checkpoint is None, checkpoint=checkpoint)
-        transform = resolve_preprocessing(model_name).eval_transform("auto")
+        model, preprocessing = load_model(model_name, checkpoint)
+        transform = preprocessing.eval_transform("auto")
     else:
         transform = Preprocessing().eval_transform("auto")
     net = model.to(dev).eval()  # type: ignore[attr-defined]
-    if kind == "imagenet":
-        from texturebias.data.imagenet import class_index
-
     jobs = [(p, c) for c in conditions for p in paths]
     rows: list[dict[str, object]] = []
     resolved = None
@@ -219,11 +211,6 @@ def run_robustness(
     Raises:
         DataError: a ``checkpoint`` with several models (it would be loaded into every one of them).
     """
-    from texturebias.evaluate.benchmark import accuracy_by_condition, human_trials_for
-    from texturebias.evaluate.distortions import get_distortion
-    from texturebias.evaluate.trials import write_trials
-    from texturebias.utils.io import atomic_open
-    from texturebias.utils.progress import get_logger
 
     if kwargs.get("checkpoint") is not None and len(models) != 1:
         raise DataError("--checkpoint needs exactly one model")
@@ -262,86 +249,3 @@ def run_robustness(
         accuracy.to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
     files.append(out / "robustness_accuracy.csv")
     return RobustnessResult(accuracy, files)
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Figures (matplotlib, no LaTeX; PNG and PDF)
-# ------------------------------------------------------------------------------------------------------------
-
-
-def plot_accuracy_curves(table: pd.DataFrame, distortion: str, stem: str | os.PathLike[str]) -> list[Path]:
-    """Accuracy vs. condition, one line per decision maker (humans in red), chance level dashed.
-
-    Args:
-        table: Columns ``subj, condition, accuracy`` (e.g. from
-            :func:`~texturebias.evaluate.benchmark.accuracy_by_condition`).
-        distortion: Distortion name (x positions and label from the registry).
-        stem: Output path without extension; ``.png`` and ``.pdf`` are written.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from texturebias.evaluate.distortions import DISTORTIONS, condition_x
-    from texturebias.evaluate.trials import canonical_condition
-    from texturebias.report.figures import save_figure
-
-    dist = DISTORTIONS[distortion]
-    keys = {canonical_condition(c): c for c in dist.conditions}
-    fig, ax = plt.subplots(figsize=(4.2, 3.6))
-    for i, (subj, g) in enumerate(table.groupby("subj", sort=False)):
-        conds = [keys.get(canonical_condition(c), str(c)) for c in g["condition"]]
-        pairs = sorted(
-            (condition_x(distortion, c), a) for c, a in zip(conds, g["accuracy"], strict=True) if c in dist.conditions
-        )
-        if not pairs:
-            continue
-        xs, ys = zip(*pairs, strict=True)
-        human = subj == "humans"
-        ax.plot(xs, ys, marker="D" if human else "o", color=HUMAN_COLOUR if human else _MODEL_COLOURS[i % 7],
-                label=str(subj), lw=2 if human else 1.5, ms=5, zorder=3 if human else 2)  # fmt: skip
-    xs_all = [condition_x(distortion, c) for c in dist.conditions]
-    ax.set_xticks(xs_all)
-    labels = [c.lstrip("c") if distortion == "contrast" else c for c in dist.conditions]
-    if distortion.startswith("eidolon"):
-        labels = [str(int(x)) for x in xs_all]  # log2 of the reach
-    ax.set_xticklabels(labels, rotation=45 if len(labels) > 6 else 0)
-    ax.axhline(CHANCE_16, ls="--", color="grey", lw=1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel(dist.xlabel.replace("$_2$", "2"))
-    ax.set_ylabel("classification accuracy")
-    ax.set_title(distortion)
-    ax.legend(frameon=False, fontsize=7)
-    ax.spines[["top", "right"]].set_visible(False)
-    return save_figure(fig, stem, dpi=150)
-
-
-def plot_benchmark_bars(
-    per_dataset: pd.DataFrame, metric: str, stem: str | os.PathLike[str], *, label: str | None = None
-) -> list[Path]:
-    """Bar chart of a benchmark metric averaged over datasets, one bar per decision maker (humans in red).
-
-    Dots show the per-dataset values. Sorted as model-vs-human: higher is better except accuracy difference.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from texturebias.report.figures import save_figure
-
-    means = per_dataset.groupby("subj", sort=False)[metric].mean()
-    means = means.sort_values(ascending=metric == "accuracy_difference")
-    fig, ax = plt.subplots(figsize=(max(3.0, 0.7 * len(means) + 1.5), 3.4))
-    for i, (subj, value) in enumerate(means.items()):
-        colour = HUMAN_COLOUR if subj == "humans" else _MODEL_COLOURS[0]
-        ax.bar(i, value, color=colour, alpha=0.85, width=0.7)
-        pts = per_dataset.loc[per_dataset["subj"] == subj, metric].to_numpy(float)
-        ax.scatter(np.full(len(pts), i) + np.linspace(-0.2, 0.2, len(pts)), pts, s=9, color="black", zorder=3)
-    ax.set_xticks(range(len(means)))
-    ax.set_xticklabels([str(s) for s in means.index], rotation=30, ha="right")
-    ax.set_ylabel(label or metric)
-    ax.axhline(0, color="black", lw=0.8)
-    ax.spines[["top", "right"]].set_visible(False)
-    return save_figure(fig, stem, dpi=150)

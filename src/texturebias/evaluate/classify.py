@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from texturebias.data.imagenet import imagenet_categories
 from texturebias.data.images import load_image
-from texturebias.models import create_model, get_model_entry
-from texturebias.preprocessing import ResizeMode, resolve_preprocessing
+from texturebias.data.labels import imagenet_categories
+from texturebias.models import get_model_entry, load_model
+from texturebias.models.preprocessing import ResizeMode
 from texturebias.utils.device import resolve_device
 from texturebias.utils.progress import progress
 
@@ -64,8 +64,9 @@ def classify_images(
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
     dev = resolve_device(device)
-    model = create_model(model_name, pretrained=checkpoint is None, checkpoint=checkpoint).to(dev)
-    transform = resolve_preprocessing(model_name).eval_transform(resize)
+    model, preprocessing = load_model(model_name, checkpoint)
+    model = model.to(dev)
+    transform = preprocessing.eval_transform(resize)
     files = [Path(p) for p in paths]
     out: list[Prediction] = []
     names: list[str] | None = None

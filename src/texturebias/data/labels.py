@@ -1,9 +1,14 @@
-"""The ImageNet-1k label space: class names, WordNet ids and name/index lookup."""
+"""Label spaces: ImageNet-1k (names, WordNet ids, lookup), the 16 entry-level categories, stimulus naming.
+
+The 16 categories of Geirhos et al. (ICLR 2019) and the way a stimulus file name encodes its shape and
+texture class live here, not in ``evaluate``, because data sets, training and figures need them too.
+"""
 
 from __future__ import annotations
 
 import difflib
 import functools
+import re
 from importlib import resources
 
 from texturebias.errors import TextureBiasError
@@ -53,6 +58,44 @@ def class_index(spec: str | int) -> int:
     raise TextureBiasError(f"unknown ImageNet class {spec!r}{hint}")
 
 
+def class_names(num_classes: int) -> list[str]:
+    """Names for a classifier's outputs: the ImageNet names for 1000 outputs, else ``class_<i>``."""
+    if num_classes == 1000:
+        return list(imagenet_categories())
+    return [f"class_{i}" for i in range(num_classes)]
+
+
 def class_name(index: int) -> str:
     """Human-readable name of ImageNet class ``index``."""
     return imagenet_categories()[index]
+
+
+CATEGORIES: tuple[str, ...] = (
+    "airplane", "bear", "bicycle", "bird", "boat", "bottle", "car", "cat",
+    "chair", "clock", "dog", "elephant", "keyboard", "knife", "oven", "truck",
+)  # fmt: skip
+"""The 16 entry-level categories, alphabetical: the column order of every 16-way array in texturebias."""
+
+# Experiment prefix of the authors' trial image names: 0001_s5n_s01_0_bird_00_<stimulus>.
+_PREFIX = re.compile(r"^\d+_[A-Za-z0-9]+_(?:s\d+|dnn)_[^_]+_[^_]+_\d+_(?P<stimulus>.+)$")
+_TRAILING_DIGITS = re.compile(r"\d+$")
+
+
+def stimulus_name(imagename: str) -> str:
+    """The stimulus file name inside an ``imagename``.
+
+    ``0001_s5n_s01_0_bird_00_bird3-bird2.png`` → ``bird3-bird2.png``. Names without the experiment prefix (a plain file
+    name or relative path) give their base name.
+    """
+    base = imagename.replace("\\", "/").rsplit("/", 1)[-1]
+    m = _PREFIX.match(base)
+    return m.group("stimulus") if m else base
+
+
+def texture_category(imagename: str) -> str:
+    """Texture class of a cue-conflict stimulus: the part after the last ``-``, digits and extension stripped.
+
+    ``bird3-clock2.png`` → ``clock``. For a stimulus without ``-`` (edges, silhouettes) this is the shape class.
+    """
+    stem = stimulus_name(imagename).rsplit(".", 1)[0]
+    return _TRAILING_DIGITS.sub("", stem.rsplit("-", 1)[-1]).lower()

@@ -34,16 +34,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from texturebias.data.datasets import dataset_dir
 from texturebias.data.images import find_images
+from texturebias.data.labels import CATEGORIES
 from texturebias.errors import DataError
-from texturebias.evaluate.mapping import CATEGORIES, Aggregation
+from texturebias.evaluate.cue_conflict import classify_stimuli
+from texturebias.evaluate.mapping import Aggregation
+from texturebias.evaluate.metrics import accuracy, average_consistency, consistency_table, human_human_consistency
 from texturebias.evaluate.trials import (
     canonical_condition,
+    image_key,
+    is_human,
     model_imagename,
     read_trials,
     reuse_trials,
     write_trials,
 )
+from texturebias.models import Preprocessing, load_model
+from texturebias.robustness.distortions import DISTORTIONS
+from texturebias.robustness.figures import plot_accuracy_curves, plot_benchmark_bars
 from texturebias.utils.io import atomic_open, write_json
 
 #: The 17 datasets, in model-vs-human's order (12 parametric + 5 non-parametric).
@@ -59,7 +68,6 @@ RELEASE_URL = "https://github.com/bethgelab/model-vs-human/releases/download/v0.
 
 
 def _excluded() -> dict[str, tuple[str, ...]]:
-    from texturebias.evaluate.distortions import DISTORTIONS
 
     out = {name: DISTORTIONS[name].excluded for name in MVH_DATASETS if name in DISTORTIONS}
     out.update({name: () for name in NONPARAMETRIC})
@@ -72,7 +80,6 @@ EXCLUDED_CONDITIONS: dict[str, tuple[str, ...]] = _excluded()
 
 def dataset_code(name: str) -> str:
     """The experiment code used in image names (``nse`` for uniform noise, ``s5n`` for cue conflict ...)."""
-    from texturebias.evaluate.distortions import DISTORTIONS
 
     if name in DISTORTIONS:
         return DISTORTIONS[name].code
@@ -81,7 +88,6 @@ def dataset_code(name: str) -> str:
 
 def conditions_of(name: str) -> tuple[str, ...]:
     """Condition strings of a dataset in plotting order (``("0",)`` for the non-parametric ones)."""
-    from texturebias.evaluate.distortions import DISTORTIONS
 
     return DISTORTIONS[name].conditions if name in DISTORTIONS else ("0",)
 
@@ -194,14 +200,10 @@ def evaluate_dataset(
         precision: "fp32" or "bf16" (CPU AMX / GPU) or "fp16" (GPU).
         model: An already built ``nn.Module`` to use instead of creating ``model_name`` (tests, notebooks).
     """
-    from texturebias.evaluate.cue_conflict import classify_stimuli
-    from texturebias.models import create_model
-    from texturebias.preprocessing import Preprocessing, resolve_preprocessing
 
     images = index_dataset(root, name)
     if model is None:
-        model = create_model(model_name, pretrained=checkpoint is None, checkpoint=checkpoint)
-        preprocessing = resolve_preprocessing(model_name)
+        model, preprocessing = load_model(model_name, checkpoint)
     else:
         preprocessing = Preprocessing()
     stimuli = pd.DataFrame(
@@ -265,8 +267,6 @@ def accuracy_report(paths: Sequence[str | os.PathLike[str]], *, pool_humans: boo
         ``subj, condition, n, correct, accuracy``; conditions in the order of the distortion registry when all
         of them belong to one known distortion, else in order of appearance.
     """
-    from texturebias.evaluate.distortions import DISTORTIONS
-    from texturebias.evaluate.trials import is_human
 
     trials = read_trials(list(paths))
     if pool_humans:
@@ -286,7 +286,6 @@ def dataset_scores(model_trials: pd.DataFrame, human_trials: pd.DataFrame, datas
         ``observed_consistency``, ``error_consistency`` (averaged over conditions, then humans), ``n_trials``
         and ``n_subjects``.
     """
-    from texturebias.evaluate.metrics import accuracy, average_consistency, consistency_table
 
     kept = _keep(model_trials, dataset)
     if kept.empty:
@@ -308,7 +307,6 @@ def human_scores(human_trials: pd.DataFrame, dataset: str) -> dict[str, float]:
 
     Each subject is compared with every *other* subject (leave-one-out), as model-vs-human's "humans" entry.
     """
-    from texturebias.evaluate.metrics import accuracy, human_human_consistency
 
     kept = _keep(human_trials, dataset)
     per_subject = [accuracy(g) for _, g in kept.groupby("subj")]
@@ -328,7 +326,6 @@ def check_coverage(model_trials: pd.DataFrame, human_trials: pd.DataFrame, datas
 
     This is also the integrity check of a downloaded release tarball, whose sha256 is not recorded.
     """
-    from texturebias.evaluate.trials import image_key
 
     seen = {image_key(c, n) for c, n in zip(model_trials["condition"], model_trials["imagename"], strict=True)}
     wanted = {image_key(c, n) for c, n in zip(human_trials["condition"], human_trials["imagename"], strict=True)}
@@ -349,15 +346,12 @@ def human_trials_for(dataset: str, raw_data: str | os.PathLike[str] | None = Non
             registry data set ``mvh-humans/<dataset>`` (``$TEXTUREBIAS_DATA`` or the download cache).
     """
     if raw_data is None:
-        from texturebias.data.datasets import dataset_dir
-
         folder = dataset_dir(f"mvh-humans/{dataset}")
     else:
         folder = Path(raw_data)
         if (folder / dataset).is_dir():
             folder = folder / dataset
     trials = read_trials(folder)
-    from texturebias.evaluate.trials import is_human
 
     return trials[trials["subj"].map(is_human)].reset_index(drop=True)
 
@@ -406,7 +400,6 @@ def dataset_folder(name: str, data_root: str | os.PathLike[str] | None = None, *
     cue-conflict/edge/silhouette (``$TEXTUREBIAS_DATA`` or the cache), else the release tarball ``mvh/<name>``
     (downloaded into the cache when ``download``).
     """
-    from texturebias.data.datasets import dataset_dir
 
     if name not in MVH_DATASETS:
         raise DataError(f"unknown dataset {name!r}; known: {', '.join(MVH_DATASETS)}")
@@ -507,7 +500,6 @@ def run_benchmark(
         with atomic_open(out / name, "w", encoding="utf-8", newline="") as fh:
             table.to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
         files.append(out / name)
-    from texturebias.evaluate.robustness import plot_accuracy_curves, plot_benchmark_bars
 
     for metric in METRICS:
         files += plot_benchmark_bars(per_dataset, metric, out / f"benchmark_{metric}", label=_METRIC_LABELS[metric])

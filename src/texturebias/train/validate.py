@@ -24,9 +24,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from texturebias.data.labels import imagenet_wnids
 from texturebias.errors import CheckpointError, DataError
-from texturebias.preprocessing import Preprocessing
-from texturebias.utils.device import Precision, autocast, strict_fp32
+from texturebias.models import load_model
+from texturebias.models.preprocessing import Preprocessing
+from texturebias.models.weights import training_checkpoint_info
+from texturebias.train.data import ImageDataset, index_training_folders
+from texturebias.utils.device import Precision, autocast, resolve_device, strict_fp32
 from texturebias.utils.io import write_csv, write_json
 from texturebias.utils.progress import progress
 
@@ -200,8 +204,6 @@ def label_map_for(folder_classes: Sequence[str], num_outputs: int, model_classes
             )
         return torch.tensor([pos[c] for c in folder_classes], dtype=torch.long)
     if num_outputs == 1000 and all(_WNID.match(c) for c in folder_classes):
-        from texturebias.data.imagenet import imagenet_wnids
-
         wnid_pos = {w: i for i, w in enumerate(imagenet_wnids())}
         unknown = [c for c in folder_classes if c not in wnid_pos]
         if unknown:
@@ -213,17 +215,6 @@ def label_map_for(folder_classes: Sequence[str], num_outputs: int, model_classes
         f"cannot match {len(folder_classes)} class folders to a model with {num_outputs} outputs: name the folders "
         "by ImageNet WordNet id (n01440764 ...), or evaluate a texturebias training checkpoint (it records its classes)"
     )
-
-
-def training_checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The ``classes`` and ``preprocessing`` a texturebias training checkpoint records (``None`` for other files)."""
-    try:
-        obj = torch.load(Path(path), weights_only=True, map_location="cpu")
-    except Exception:  # not ours, or unreadable: load_checkpoint will report it properly
-        return None
-    if isinstance(obj, dict) and obj.get("format") == "texturebias-train-v1":
-        return {"classes": obj.get("classes"), "preprocessing": obj.get("preprocessing")}
-    return None
 
 
 @dataclass(frozen=True)
@@ -291,21 +282,13 @@ def evaluate_classifier(
     Raises:
         DataError, CheckpointError, UnknownModelError: see messages.
     """
-    from texturebias.models import create_model
-    from texturebias.preprocessing import resolve_preprocessing
-    from texturebias.train.data import ImageDataset, index_training_folders
-    from texturebias.utils.device import resolve_device
 
     dev = resolve_device(device)
     info = training_checkpoint_info(checkpoint) if checkpoint is not None else None
-    model = create_model(model_name, pretrained=checkpoint is None, checkpoint=checkpoint).to(dev)
+    model, pre = load_model(model_name, checkpoint)
+    model = model.to(dev)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if info is not None and info.get("preprocessing"):
-        pre = Preprocessing(**{**info["preprocessing"], "mean": tuple(info["preprocessing"]["mean"]),
-                               "std": tuple(info["preprocessing"]["std"])})  # fmt: skip
-    else:
-        pre = resolve_preprocessing(model_name)
     images = index_training_folders([data])
     num_outputs = _num_outputs(model, pre, dev)
     lmap = label_map_for(images.classes, num_outputs, info.get("classes") if info else None)

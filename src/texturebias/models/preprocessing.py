@@ -1,14 +1,14 @@
-"""Preprocessing that travels with the weights: the one resolver of eval transforms.
+"""Preprocessing that travels with the weights: the record and its eval/train transforms.
 
-A :class:`Preprocessing` record sits on every weight record. :func:`resolve_preprocessing` finds the
-record for a model name, and :meth:`Preprocessing.eval_transform` builds the matching PIL → tensor
+A :class:`Preprocessing` record sits on every weight record (``models.factory.resolve_preprocessing``
+finds it for a model name), and :meth:`Preprocessing.eval_transform` builds the matching PIL → tensor
 transform. ``resize="auto"`` leaves images that already have the model's input size untouched — the
-cue-conflict protocol feeds the 224×224 stimuli without resizing or cropping (REFERENCE §3).
+cue-conflict protocol feeds the 224×224 stimuli without resizing or cropping (REFERENCE §3). This module
+is a leaf: it imports nothing from the registry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -114,18 +114,3 @@ class EvalTransform:
 
     def __repr__(self) -> str:
         return f"EvalTransform({self.preprocessing}, resize={self.resize!r})"
-
-
-def tensor_from_images(images: Sequence[Image.Image], transform: EvalTransform) -> torch.Tensor:
-    """Stack transformed images into an N×C×H×W batch."""
-    return torch.stack([transform(img) for img in images])
-
-
-def resolve_preprocessing(model: str) -> Preprocessing:
-    """The preprocessing of a registered model's default weights (ImageNet defaults when it has none)."""
-    from texturebias.models.registry import get_model_entry
-
-    entry = get_model_entry(model)
-    if entry.weights is not None and entry.weights.preprocessing is not None:
-        return entry.weights.preprocessing
-    return entry.preprocessing or Preprocessing()

