@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import scipy.fft
+from _machine import print_machine  # noqa: E402  (benchmarks/ is on sys.path)
 
 from texturebias.data.images import image_to_array, load_image
 from texturebias.data.samples import sample_photo_paths
@@ -49,6 +50,7 @@ def main() -> None:
     img = image_to_array(load_image(sample_photo_paths()[0]).resize((224, 224)))
     g = M.rgb2gray(img)
     base = _best(lambda: scipy.fft.fft2(g), args.repeats * 5)
+    print_machine()
     print(f"baseline fft2 224²: {base * 1e3:.3f} ms")
     rng = np.random.default_rng(0)
     spectrum = np.abs(scipy.fft.fftshift(scipy.fft.fft2(g)))

@@ -28,6 +28,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the detinit recipe lives with the tests
 
+from _machine import print_machine  # noqa: E402  (benchmarks/ is on sys.path)
+
 from texturebias.explain.evidence import (  # noqa: E402
     DensePlan,
     _tile_shape,  # noqa: E402
@@ -140,11 +142,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TEXTUREBIAS_NO_PROGRESS", "1")
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-        f"{torch.backends.cpu.get_cpu_capability()}",
-        flush=True,
-    )
+    print_machine()
     if args.memory:
         memory(1024)
         return

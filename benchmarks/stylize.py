@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _machine import print_machine  # noqa: E402  (benchmarks/ is on sys.path)
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -217,6 +218,7 @@ def main() -> None:
             results["max_uint8_diff_bf16_vs_fp32"] = max_pixel_diff(d / "ours_fp32", d / "ours_bf16")
         else:
             results["bf16"] = "skipped: this CPU has no AMX/AVX512-BF16 (emulated bf16 is slower than fp32)"
+    print_machine()
     print(f"baseline (reference loop, fp32): {results['baseline_images_per_s']:.2f} images/s")
     print(
         f"ours fp32:                       {results['ours_fp32_images_per_s']:.2f} images/s "

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _machine import print_machine  # noqa: E402  (benchmarks/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,6 +68,7 @@ def main() -> None:
         print(f"{label:<34} {per_image:8.2f} s/image   final/initial loss {drop:.2e}", flush=True)
         return per_image, drop
 
+    print_machine()
     print(
         f"texture synthesis, {args.size}² px, {args.iterations} iterations, {args.batch} images, "
         f"device={args.device}, threads={torch.get_num_threads()}"

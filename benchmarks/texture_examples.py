@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _machine import print_machine  # noqa: E402  (benchmarks/ is on sys.path)
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +67,7 @@ def main() -> None:
     )
     start = time.perf_counter()
     results = syn.synthesize(list(sources.values()), seeds=0)
+    print_machine()
     print(f"{time.perf_counter() - start:.1f} s for {len(results)} images")
     args.out.mkdir(parents=True, exist_ok=True)
     import matplotlib

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 
 os.environ.setdefault("TEXTUREBIAS_NO_PROGRESS", "1")
 
+from _machine import print_machine  # noqa: E402  (benchmarks/ is on sys.path)
+
 from texturebias.models import create_model  # noqa: E402
 from texturebias.train.loop import Trainer  # noqa: E402
 
@@ -84,6 +86,7 @@ def main() -> None:
             fn()
             rates[name].append(n_images / (time.perf_counter() - t0))
     med = {k: statistics.median(v) for k, v in rates.items()}
+    print_machine()
     print(f"{args.model} @ {args.input_size}px, batch {args.batch_size}, {torch.get_num_threads()} threads, "
           f"median of {args.rounds} rounds x {args.steps} steps")  # fmt: skip
     for name, rate in med.items():

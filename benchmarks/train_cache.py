@@ -22,6 +22,8 @@ from pathlib import Path
 
 os.environ.setdefault("TEXTUREBIAS_NO_PROGRESS", "1")
 
+from _machine import print_machine  # noqa: E402  (benchmarks/ is on sys.path)
+
 from texturebias.demo import world  # noqa: E402
 from texturebias.train import TrainConfig, train  # noqa: E402
 
@@ -50,6 +52,7 @@ def main() -> None:
                 speed[cache].append(float(result.metrics[-1]["images_per_s"]))
                 print(f"round {r + 1} cache={cache!s:<5} epoch {speed[cache][-1]:7.0f} img/s  "
                       f"(wall incl. setup/preload {time.perf_counter() - t0:.1f} s)")  # fmt: skip
+    print_machine()
     plain, cached = statistics.median(speed[False]), statistics.median(speed[True])
     print(f"median epoch images/s: files {plain:.0f}, cached {cached:.0f}; cached / files = {cached / plain:.2f}x")
 

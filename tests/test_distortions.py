@@ -286,7 +286,7 @@ def test_distort_folder_mvh_layout_and_resume(tmp_path: Path, shared_data: Path)
     (src / "dog" / "broken.png").write_bytes(b"junk")
     out = tmp_path / "out"
     argv = ["distort", str(src), str(out), "--distortion", "uniform-noise", "--levels", "0", "0.35", "--seed", "1"]
-    assert main(argv) == 1  # the corrupt image is recorded in failed.csv, the others are written
+    assert main(argv) == 0  # the corrupt image is recorded in failed.csv (exit 0, one rule), the others written
     files = sorted(p.name for p in (out / "dnn" / "session-1").iterdir())
     assert files == [
         "0001_nse_dnn_0.0_cat_00_cat1.png", "0002_nse_dnn_0.35_cat_00_cat1.png",
@@ -314,6 +314,31 @@ def test_distort_folder_mvh_layout_and_resume(tmp_path: Path, shared_data: Path)
     assert [(d.condition, d.category) for d in images][:2] == [("0.0", "cat"), ("0.35", "cat")]
     with pytest.raises(DataError, match="not a level"):
         D.distort_folder(src, tmp_path / "x", "uniform-noise", levels=["0.4"])
+    # Other levels into the same folder add their outputs (they have names of their own) ...
+    assert main([*argv[:-4], "0.6", "0.6", "--seed", "1"]) == 0
+    added = sorted(p.name for p in (out / "dnn" / "session-1").glob("*_0.6_*"))
+    assert added == [
+        "0001_nse_dnn_0.6_cat_00_cat1.png",
+        "0002_nse_dnn_0.6_dog_00_broken.png",
+        "0003_nse_dnn_0.6_dog_00_dog1.png",
+    ]  # fmt: skip  (--levels 0.6 0.6 counts once)
+    # ... while a setting that changes the pixels of existing names is refused, naming it, and nothing is written.
+    before = sorted(p.name for p in (out / "dnn" / "session-1").iterdir())
+    with pytest.raises(DataError, match=r"other settings \(seed: 1 -> 2\)"):
+        D.distort_folder(src, out, "uniform-noise", levels=["0", "0.35"], seed=2)
+    assert sorted(p.name for p in (out / "dnn" / "session-1").iterdir()) == before
+
+
+def test_distort_keeps_jpg_and_png_of_the_same_stem(tmp_path: Path) -> None:
+    """x.jpg and x.png in one class never collide in distort's numbered output names: both are written."""
+    from PIL import Image
+
+    (tmp_path / "in" / "cat").mkdir(parents=True)
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(tmp_path / "in" / "cat" / "x.png")
+    Image.new("RGB", (32, 32), (10, 200, 10)).save(tmp_path / "in" / "cat" / "x.jpg")
+    summary = D.distort_folder(tmp_path / "in", tmp_path / "out", "contrast", levels=["c100"], size=0)
+    assert not summary.failed
+    assert len(list((tmp_path / "out" / "dnn" / "session-1").glob("*.png"))) == 2
 
 
 def test_analyze_accuracy_cli(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:

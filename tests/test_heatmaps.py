@@ -205,7 +205,7 @@ def test_interrupted_patch_search_resumes_to_the_same_result(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         informative_patches(tmp_path / "data", [0, 7], tmp_path / "res", **kw)
     assert (tmp_path / "res" / "patches.partial.pt").is_file() and not (tmp_path / "res" / "patches.csv").exists()
-    with pytest.raises(TextureBiasError, match="other settings \\(k\\)"):
+    with pytest.raises(TextureBiasError, match="other settings \\(k: 4 -> 3\\)"):
         informative_patches(tmp_path / "data", [0, 7], tmp_path / "res", **{**kw, "k": 3})
 
     calls.update(n=0, die_at=-1)

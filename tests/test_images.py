@@ -84,3 +84,16 @@ def test_index_image_folder_errors(tmp_path: Path) -> None:
         index_image_folder(tmp_path)
     idx = index_image_folder(tmp_path, allow_empty_classes=True)
     assert idx.classes == ("cat", "dog") and len(idx) == 1
+
+
+def test_find_images_visits_each_real_folder_once(tmp_path: Path) -> None:
+    """A symlink back to an ancestor (or two of them) neither repeats images nor hangs the walk."""
+    from PIL import Image
+
+    from texturebias.data.images import find_images
+
+    (tmp_path / "root" / "cat").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(tmp_path / "root" / "cat" / "a.png")
+    (tmp_path / "root" / "cat" / "loop").symlink_to(tmp_path / "root")
+    (tmp_path / "root" / "again").symlink_to(tmp_path / "root")
+    assert [p.relative_to(tmp_path / "root").as_posix() for p in find_images(tmp_path / "root")] == ["cat/a.png"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -106,6 +107,10 @@ def test_benchmark_end_to_end_mvh_layout(tmp_path: Path, monkeypatch: pytest.Mon
         return real(model_name, root, name, model=ColourCodedModel(), device="cpu")
 
     monkeypatch.setattr(B, "evaluate_dataset", fake_evaluate)
+    # "toy_model" is not registered: its preprocessing (part of the settings sidecar) is ImageNet's.
+    monkeypatch.setattr(
+        B, "resolve_preprocessing", lambda name, ck=None, overrides=None: B.Preprocessing().with_overrides(overrides)
+    )
     out = tmp_path / "out"
     res = B.run_benchmark(["toy_model"], tmp_path / "data", out, human_data=tmp_path / "raw", device="cpu")
     row = res.per_dataset.set_index("subj").loc["toy_model"]
@@ -130,6 +135,15 @@ def test_benchmark_end_to_end_mvh_layout(tmp_path: Path, monkeypatch: pytest.Mon
     pd.testing.assert_frame_equal(again.per_dataset, res.per_dataset)
     with pytest.raises(AssertionError, match="rerun"):  # other settings: the stale trials are not reused
         B.run_benchmark(["toy_model"], tmp_path / "data", out, human_data=tmp_path / "raw", aggregation="sum")
+    with pytest.raises(AssertionError, match="rerun"):  # another preprocessing (--crop-pct): not reused either
+        B.run_benchmark(["toy_model"], tmp_path / "data", out, human_data=tmp_path / "raw",
+                        preprocessing_overrides={"crop_pct": 0.9})  # fmt: skip
+    assert (
+        json.loads(out.joinpath("raw-data", "uniform-noise", "uniform-noise_toy-model_session_1.json").read_text())[
+            "preprocessing"
+        ]["resize_size"]
+        == 256
+    )
     # A folder that lacks images the humans saw is refused (the integrity check of release tarballs).
     next((tmp_path / "data" / "uniform-noise" / "dnn" / "session-1").glob("*_0.2_*")).unlink()
     monkeypatch.setattr(B, "evaluate_dataset", fake_evaluate)

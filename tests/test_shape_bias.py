@@ -194,6 +194,11 @@ def test_shape_bias_cli_small_and_resumable(shared_data, tmp_path, monkeypatch, 
     assert csv.stat().st_mtime_ns == mtime
     assert main([*args, "--no-humans", "--aggregation", "sum"]) == 0  # another configuration: recomputed
     assert csv.stat().st_mtime_ns != mtime
+    mtime = csv.stat().st_mtime_ns
+    assert main([*args, "--no-humans", "--aggregation", "sum", "--mean", "0.5", "0.5", "0.5"]) == 0  # other mean
+    assert csv.stat().st_mtime_ns != mtime
+    config = json.loads((out / "efficientnet_lite0" / ".cue-conflict.config.json").read_text())
+    assert config["preprocessing"]["mean"] == [0.5, 0.5, 0.5] and config["preprocessing"]["resize_size"] == 256
 
 
 def test_shape_bias_cli_errors(tmp_path, capsys) -> None:

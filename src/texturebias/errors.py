@@ -32,3 +32,7 @@ class ImageReadError(TextureBiasError):
 
 class DataError(TextureBiasError):
     """A dataset folder or data file that is missing, incomplete or malformed."""
+
+
+class UsageError(TextureBiasError):
+    """Flags that contradict each other or are missing: the command line itself is wrong (exit code 2)."""

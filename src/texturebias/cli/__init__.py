@@ -2,8 +2,10 @@
 
 The CLI only parses arguments, calls one library function and prints or writes. Each command group lives
 in its own module here with a ``register(subparsers)`` function; :data:`COMMAND_MODULES` lists them.
-User errors (:class:`~texturebias.errors.TextureBiasError`) become one line on stderr and exit code 1;
-bad usage exits with 2 (argparse).
+Exit codes, one rule for every command: 0 success (a folder job that recorded failed inputs in
+``failed.csv`` still succeeds, and says how many failed); 1 a user error (:class:`~texturebias.errors.TextureBiasError`:
+bad path, corrupt file, wrong checkpoint, settings that differ from the folder's), printed as one line on stderr;
+2 bad usage (argparse, or :class:`~texturebias.errors.UsageError`); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "texturebias.cli.train_decoder",
     "texturebias.cli.train",
     "texturebias.cli.evaluate",
+    "texturebias.cli.detect",
     "texturebias.cli.synthesize",
     "texturebias.cli.scramble",
     "texturebias.cli.robustness",
@@ -52,12 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``texturebias`` console script; returns the exit code."""
-    from texturebias.errors import TextureBiasError
+    from texturebias.errors import TextureBiasError, UsageError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_device_flags(args)
         result = args.func(args)
+    except UsageError as exc:
+        print(f"texturebias {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except TextureBiasError as exc:
         print(f"texturebias {args.command}: error: {exc}", file=sys.stderr)
         return 1
@@ -69,6 +76,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return int(result or 0)
+
+
+def _check_device_flags(args: argparse.Namespace) -> None:
+    """Refuse an unknown or absent device, or fp16 on a CPU, before a command loads anything."""
+    device = getattr(args, "device", None)
+    if device is None:
+        return
+    from texturebias.utils.device import check_precision, resolve_device
+
+    dev = resolve_device(device)
+    precision = getattr(args, "precision", None)
+    if isinstance(precision, str) and precision != "auto":
+        check_precision(dev, precision)
 
 
 if __name__ == "__main__":  # pragma: no cover

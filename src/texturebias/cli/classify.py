@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from texturebias.cli.common import add_device_arguments, add_model_arguments, positive_int
-from texturebias.data.images import expand_image_args
-from texturebias.data.samples import sample_photo_paths
+from texturebias.cli.common import (
+    add_device_arguments,
+    add_model_arguments,
+    add_preprocessing_arguments,
+    positive_int,
+    preprocessing_overrides,
+)
 from texturebias.errors import TextureBiasError
-from texturebias.evaluate.classify import classify_images
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files or folders")
     p.add_argument("--samples", action="store_true", help="also classify the bundled sample photos (cat, coffee)")
     add_model_arguments(p)
+    add_preprocessing_arguments(p)
     p.add_argument("--top-k", type=positive_int, default=5, help="classes per image (default 5)")
     p.add_argument("--batch-size", type=positive_int, default=16)
     add_device_arguments(p)
@@ -28,13 +32,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from texturebias.data.images import expand_image_args
+    from texturebias.data.samples import sample_photo_paths
+    from texturebias.evaluate.classify import classify_images
+
     paths = expand_image_args(args.images)
     if args.samples:
         paths += sample_photo_paths()
     if not paths:
         raise TextureBiasError("no images given (pass IMAGE paths or --samples)")
     preds = classify_images(
-        paths, args.model, checkpoint=args.checkpoint, top_k=args.top_k, batch_size=args.batch_size, device=args.device
+        paths,
+        args.model,
+        checkpoint=args.checkpoint,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        device=args.device,
+        preprocessing_overrides=preprocessing_overrides(args),
     )
     for pred in preds:
         print(pred.path)

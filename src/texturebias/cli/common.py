@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from texturebias.errors import TextureBiasError
+from texturebias.errors import UsageError
 
 
 def add_model_arguments(
@@ -18,14 +19,16 @@ def add_model_arguments(
             "--model",
             action="append",
             metavar="NAME",
-            help=f"registered model name, repeatable (default: {default}); see `texturebias models`",
+            help=f"registered model name, timm/<arch>[.<tag>] or package.module:factory / file.py:factory; "
+            f"repeatable (default: {default}); see `texturebias models`",
         )
     else:
         parser.add_argument(
             "--model",
             default=default,
             metavar="NAME",
-            help=f"registered model name (default: {default}); see `texturebias models`",
+            help=f"registered model name, timm/<arch>[.<tag>] or package.module:factory / file.py:factory "
+            f"(default: {default}); see `texturebias models`",
         )
     parser.add_argument(
         "--checkpoint",
@@ -34,6 +37,41 @@ def add_model_arguments(
         help="local weights file instead of the declared pretrained weights"
         + (" (only with one --model)" if multiple else ""),
     )
+
+
+def add_preprocessing_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--mean --std --input-size --crop-pct|--resize-size --interpolation``: override the model's preprocessing.
+
+    Unset flags keep what the model declares (its weights' record, timm's ``pretrained_cfg``, a training
+    checkpoint's record); see :func:`preprocessing_overrides`.
+    """
+    group = parser.add_argument_group(
+        "preprocessing overrides", "replace what the model's weights declare (see `texturebias models NAME -v`)"
+    )
+    group.add_argument("--mean", nargs=3, type=float, metavar=("R", "G", "B"), help="per-channel mean in [0, 1]")
+    group.add_argument("--std", nargs=3, type=float, metavar=("R", "G", "B"), help="per-channel std")
+    group.add_argument("--input-size", type=positive_int, metavar="PX", help="side of the centre crop")
+    resize = group.add_mutually_exclusive_group()
+    resize.add_argument(
+        "--crop-pct",
+        type=float,
+        metavar="F",
+        help="crop fraction: shorter side resized to floor(input_size / F) (timm's rule)",
+    )
+    resize.add_argument("--resize-size", type=positive_int, metavar="PX", help="shorter side before the crop")
+    group.add_argument(
+        "--interpolation", choices=("bilinear", "bicubic", "nearest", "lanczos"), help="resize interpolation"
+    )
+
+
+def preprocessing_overrides(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The overrides given by :func:`add_preprocessing_arguments`'s flags, or ``None`` when none is set."""
+    keys = ("mean", "std", "input_size", "crop_pct", "resize_size", "interpolation")
+    given = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    for key in ("mean", "std"):
+        if key in given:
+            given[key] = tuple(given[key])
+    return given or None
 
 
 def model_names(args: argparse.Namespace, default: str = "efficientnet_lite0") -> list[str]:
@@ -45,7 +83,7 @@ def model_names(args: argparse.Namespace, default: str = "efficientnet_lite0") -
     """
     models = list(args.model or [default])
     if getattr(args, "checkpoint", None) is not None and len(models) != 1:
-        raise TextureBiasError(f"--checkpoint needs exactly one --model (got {len(models)}: {', '.join(models)})")
+        raise UsageError(f"--checkpoint needs exactly one --model (got {len(models)}: {', '.join(models)})")
     return models
 
 
@@ -78,6 +116,9 @@ def int_at_least(minimum: int, what: str = "an integer") -> Callable[[str], int]
 
 positive_int = int_at_least(1)
 """argparse type: an integer >= 1."""
+
+non_negative_int = int_at_least(0)
+"""argparse type: an integer >= 0 (worker counts: 0 = in the main process)."""
 
 
 def unit_float(text: str) -> float:

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from texturebias.cli.common import add_device_arguments, positive_int
-from texturebias.explain.correlation import logit_correlation
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from texturebias.explain.correlation import logit_correlation
+
     s = logit_correlation(
         args.data,
         args.out,

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from texturebias.cli.common import add_device_arguments, add_model_arguments, positive_int
+from texturebias.cli.common import (
+    add_device_arguments,
+    add_model_arguments,
+    add_preprocessing_arguments,
+    non_negative_int,
+    positive_int,
+    preprocessing_overrides,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,10 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "names a training checkpoint records.",
     )
     add_model_arguments(p)
+    add_preprocessing_arguments(p)
     p.add_argument("--data", type=Path, required=True, metavar="DIR", help="ImageFolder root")
     p.add_argument("--out", type=Path, metavar="DIR", help="write summary.json and per_class.csv here")
     p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--workers", type=int, default=4, help="data-loading processes (default 4)")
+    p.add_argument("--workers", type=non_negative_int, default=4, help="data-loading processes (default 4)")
     add_device_arguments(p, precision=True)
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     p.set_defaults(func=run)
@@ -33,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_classifier(
         args.model, args.data, checkpoint=args.checkpoint, batch_size=args.batch_size, workers=args.workers,
         device=args.device, precision=args.precision, channels_last=args.channels_last, out=args.out,
+        preprocessing_overrides=preprocessing_overrides(args),
     )  # fmt: skip
     m = result.metrics
     print(f"{result.model} on {result.data}: {m.n} images, {len(m.per_class)} classes")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from texturebias.cli.common import add_device_arguments, add_model_arguments, positive_int
-from texturebias.data.images import expand_image_args
-from texturebias.data.labels import class_index
+from texturebias.cli.common import (
+    add_device_arguments,
+    add_model_arguments,
+    add_preprocessing_arguments,
+    positive_int,
+    preprocessing_overrides,
+)
 from texturebias.errors import TextureBiasError
-from texturebias.explain.heatmaps import heatmaps_for_images
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
     add_model_arguments(p, default="bagnet33")
+    add_preprocessing_arguments(p)
     group = p.add_mutually_exclusive_group()
     group.add_argument(
         "--target",
@@ -53,6 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from texturebias.data.images import expand_image_args
+    from texturebias.data.labels import class_index
+    from texturebias.explain.heatmaps import heatmaps_for_images
+
     paths = expand_image_args(args.images)
     if not paths:
         raise TextureBiasError("no images found in the given paths")
@@ -69,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         resize=args.resize,
         device=args.device,
+        preprocessing_overrides=preprocessing_overrides(args),
     )
     for r in results:
         print(f"{r.image}  {r.class_name} ({r.class_index})  image logit {r.image_logit:.3f}  -> {r.npy}")

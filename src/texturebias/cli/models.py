@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from texturebias.models import get_model_entry, list_models
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -15,12 +13,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and whether the file is already cached.",
     )
     p.add_argument("pattern", nargs="?", help="shell pattern or substring, e.g. 'bagnet*' or 'timm/vit*'")
-    p.add_argument("--verbose", "-v", action="store_true", help="also print URL, origin and published accuracy")
+    p.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="also print the preprocessing, URL, origin and published accuracy",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from texturebias.models import get_model_entry, list_models, resolve_preprocessing
+
     names = list_models(args.pattern)
+    if not names and args.pattern and (args.pattern.startswith("timm/") or ":" in args.pattern):
+        names = [args.pattern]  # a timm tag (timm/<arch>.<tag>) or a user factory is resolved, not listed
     if not names:
         print(f"no model matches {args.pattern!r}")
         return 1
@@ -29,13 +36,18 @@ def run(args: argparse.Namespace) -> int:
         entry = get_model_entry(name)
         w = entry.weights
         if w is None:
-            print(f"{name:<28} {entry.family:<18} {'-':>5}  {'-':<6}  {'-':<14}  no pretrained weights (--checkpoint)")
+            how = entry.description if entry.loads_own_weights else "no pretrained weights (--checkpoint)"
+            size = entry.preprocessing.input_size if entry.preprocessing else "-"
+            print(f"{name:<28} {entry.family:<18} {size:>5}  {'-':<6}  {'-':<14}  {how}")
+            if args.verbose:
+                print(f"{'':<28} preprocessing: {resolve_preprocessing(name).describe()}")
             continue
         size = w.preprocessing.input_size if w.preprocessing else "-"
         cached = "yes" if w.is_cached() else "no"
         license_short = w.license.split(" ")[0].rstrip(";,")
         print(f"{name:<28} {entry.family:<18} {size:>5}  {cached:<6}  {license_short:<14}  {w.source}")
         if args.verbose:
+            print(f"{'':<28} preprocessing: {resolve_preprocessing(name).describe()}")
             print(f"{'':<28} weights {w.name}; {w.origin}")
             if w.metrics:
                 print(f"{'':<28} published: " + ", ".join(f"{k} {v}" for k, v in w.metrics.items() if v is not None))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 
 from texturebias.cli.common import add_device_arguments, add_model_arguments, positive_int
-from texturebias.data.labels import class_index, class_name
-from texturebias.explain.patches import informative_patches
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from texturebias.data.labels import class_index, class_name
+    from texturebias.explain.patches import informative_patches
+
     classes = [class_index(c.strip()) for c in args.classes.split(",") if c.strip()]
     result = informative_patches(
         args.data,

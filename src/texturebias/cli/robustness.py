@@ -11,7 +11,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from texturebias.cli.common import add_device_arguments, add_model_arguments, model_names, positive_int
+from texturebias.cli.common import (
+    add_device_arguments,
+    add_model_arguments,
+    add_preprocessing_arguments,
+    int_at_least,
+    model_names,
+    non_negative_int,
+    positive_int,
+    preprocessing_overrides,
+)
 
 
 def _names(text: str) -> list[str]:
@@ -34,12 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--distortion", required=True, metavar="NAME", help="distortion name (e.g. uniform-noise)")
     d.add_argument("--levels", nargs="+", metavar="LEVEL", help="levels/conditions (default: all of the distortion)")
     d.add_argument("--seed", type=int, default=0, help="job seed (default 0)")
-    d.add_argument("--size", type=int, default=224, help="working size: Resize+CenterCrop to SIZE (0: keep)")
+    d.add_argument(
+        "--size", type=int_at_least(0), default=224, help="working size: Resize+CenterCrop to SIZE (0: keep)"
+    )
     d.add_argument("--phase-mode", choices=("faithful", "corrected"), default="faithful",
                    help="phase scrambling: original quirk (default) or Hermitian-correct")  # fmt: skip
     d.add_argument("--format", choices=("png", "jpg"), default="png", dest="image_format")
     d.add_argument("--batch-size", type=positive_int, default=16)
-    d.add_argument("--workers", type=int, default=0, help="image-loading worker processes")
+    d.add_argument("--workers", type=non_negative_int, default=0, help="image-loading worker processes")
     d.add_argument("--limit", type=positive_int, help="only the first N images (a quick look)")
     d.set_defaults(func=run_distort)
 
@@ -88,6 +99,7 @@ def _add_decision_arguments(p: argparse.ArgumentParser) -> None:
                    help="how member-class probabilities form a category score (default mean)")  # fmt: skip
     p.add_argument("--batch-size", type=positive_int, default=32)
     add_device_arguments(p, precision=True)
+    add_preprocessing_arguments(p)
 
 
 def run_distort(args: argparse.Namespace) -> int:
@@ -98,7 +110,7 @@ def run_distort(args: argparse.Namespace) -> int:
                              batch_size=args.batch_size, workers=args.workers, limit=args.limit)  # fmt: skip
     print(f"{summary.processed} image(s) distorted, {summary.skipped_done} already done, "
           f"{len(summary.failed)} failed -> {args.out_dir}")  # fmt: skip
-    return 1 if summary.failed else 0
+    return 0  # failed inputs are listed in failed.csv; the exit code is reserved for errors (README)
 
 
 def run_robustness(args: argparse.Namespace) -> int:
@@ -109,7 +121,7 @@ def run_robustness(args: argparse.Namespace) -> int:
               with_humans=not args.no_humans, levels=args.levels, seed=args.seed, phase_mode=args.phase_mode,
               checkpoint=args.checkpoint, mapping=args.mapping, aggregation=args.aggregation,
               batch_size=args.batch_size, device=args.device, precision=args.precision,
-              max_images=args.max_images)  # fmt: skip
+              max_images=args.max_images, preprocessing_overrides=preprocessing_overrides(args))  # fmt: skip
     table = res.accuracy.pivot_table(index=["distortion", "condition"], columns="subj", values="accuracy", sort=False)
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"wrote {len(res.files)} file(s) to {args.out}")
@@ -123,7 +135,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     res = run(models, args.data, args.out, datasets=args.datasets, human_data=args.human_data,
               checkpoint=args.checkpoint, mapping=args.mapping, aggregation=args.aggregation,
               batch_size=args.batch_size, device=args.device, precision=args.precision,
-              resume=not args.no_resume)  # fmt: skip
+              resume=not args.no_resume, preprocessing_overrides=preprocessing_overrides(args))  # fmt: skip
     cols = ["subj", "dataset", "ood_accuracy", "accuracy_difference", "observed_consistency", "error_consistency"]
     print(res.per_dataset[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from texturebias.cli.common import positive_int
+from texturebias.cli.common import non_negative_int, positive_int
 from texturebias.cli.synthesize import add_texture_arguments
 
 
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "align with the model input (default: shuffle at the native size)",
     )
     p.add_argument("--seed", type=int, default=0, help="job seed (default 0)")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader workers for decoding (default 0)")
+    p.add_argument("--workers", type=non_negative_int, default=0, help="DataLoader workers for decoding (default 0)")
     p.add_argument("--limit", type=positive_int, help="only the first N images (trial runs)")
     add_texture_arguments(p)
     p.set_defaults(func=run)

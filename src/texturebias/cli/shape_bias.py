@@ -6,7 +6,14 @@ import argparse
 import math
 from pathlib import Path
 
-from texturebias.cli.common import add_device_arguments, add_model_arguments, model_names, positive_int
+from texturebias.cli.common import (
+    add_device_arguments,
+    add_model_arguments,
+    add_preprocessing_arguments,
+    model_names,
+    positive_int,
+    preprocessing_overrides,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and the paper's matrix plot (PNG + PDF) of humans and all models.",
     )
     add_model_arguments(p, multiple=True)
+    add_preprocessing_arguments(p)
     p.add_argument("--name", metavar="NAME", help="decision-maker name in outputs (only with one --model)")
     p.add_argument(
         "--stimuli",
@@ -69,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir=args.out, compare=args.compare, humans=not args.no_humans, n_boot=args.bootstrap, seed=args.seed,
         aggregation=args.aggregation, mapping=args.mapping, sets=[s.strip() for s in args.sets.split(",") if s],
         batch_size=args.batch_size, device=args.device, precision=args.precision, download=not args.no_download,
+        preprocessing_overrides=preprocessing_overrides(args),
     )  # fmt: skip
     print(f"{'decision maker':<28} {'shape bias':>10}  {'95% CI':>15}  {'shape':>6} {'texture':>7} {'other':>6}")
     for who, sb in report.results.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from texturebias.cli.common import add_device_arguments, int_at_least, positive_int, unit_float
+from texturebias.cli.common import add_device_arguments, int_at_least, non_negative_int, positive_int, unit_float
 
 # A size in pixels, 0 meaning "skip this step".
 _size = int_at_least(0, "a size")
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="PNG zlib level (default 6; 1 is faster, files ~10%% larger)",
     )
     p.add_argument("--batch-size", type=positive_int, default=16, help="images per batch (default 16)")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader workers for decoding (default 2)")
+    p.add_argument("--workers", type=non_negative_int, default=2, help="DataLoader workers for decoding (default 2)")
     add_device_arguments(p, precision=True)
     p.add_argument(
         "--channels-last",

@@ -10,7 +10,7 @@ from texturebias.cli.common import add_device_arguments, positive_int
 
 def add_texture_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by ``synthesize`` and ``scramble --method texture``."""
-    from texturebias.texture.network import DEFAULT_LAYERS
+    from texturebias.texture.layers import DEFAULT_LAYERS
 
     p.add_argument(
         "--layers",

@@ -7,9 +7,12 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from texturebias.cli.common import positive_int, unit_float
-from texturebias.train.recipes import AUGMENTATIONS, RECIPES, TrainConfig, load_run_config, parse_lr_steps
+
+if TYPE_CHECKING:
+    from texturebias.train.recipes import TrainConfig
 
 
 def _non_negative_int(text: str) -> int:
@@ -20,6 +23,8 @@ def _non_negative_int(text: str) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from texturebias.train.recipes import AUGMENTATIONS, RECIPES, parse_lr_steps
+
     recipes = "; ".join(f"{r.name}: {r.description}" for r in RECIPES.values())
     p = sub.add_parser(
         "train",
@@ -96,6 +101,8 @@ _OVERRIDES = (
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Build the :class:`TrainConfig`: from the flags, or for ``--resume`` from ``OUT/config.json`` + flags."""
+    from texturebias.train.recipes import TrainConfig, load_run_config
+
     given = {k: getattr(args, k) for k in _OVERRIDES if getattr(args, k) is not None}
     if args.resume and (args.out / "config.json").is_file():
         base = load_run_config(args.out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from texturebias.cli.common import add_device_arguments, positive_int
+from texturebias.cli.common import add_device_arguments, non_negative_int, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-every", type=positive_int, default=10_000, help="checkpoint interval (default 10000)")
     p.add_argument("--log-every", type=positive_int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=non_negative_int, default=2)
     p.add_argument("--no-resume", dest="resume", action="store_false", help="refuse to continue a checkpoint")
     add_device_arguments(p, precision=True)
     p.set_defaults(func=run)

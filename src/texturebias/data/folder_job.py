@@ -62,7 +62,7 @@ import json
 import os
 import tarfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -76,13 +76,14 @@ from PIL import Image
 from texturebias.data.images import find_images, load_image
 from texturebias.errors import DataError, TextureBiasError
 from texturebias.utils.distributed import DistInfo, dist_info, shard
-from texturebias.utils.io import atomic_path, write_csv
+from texturebias.utils.io import atomic_path, require_same_settings, write_csv, write_json
 from texturebias.utils.progress import get_logger, progress
 from texturebias.utils.seed import stable_hash
 
 MANIFEST_NAME = "manifest.csv"
 FAILED_NAME = "failed.csv"
 JOURNAL_DIR = ".job"
+SETTINGS_NAME = "job.json"
 BASE_FIELDS: tuple[str, ...] = ("input", "output_name", "output", "status")
 FORMATS: dict[str, str] = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 
@@ -272,10 +273,44 @@ def _all_records(out_dir: Path) -> dict[str, dict[str, Any]]:
     return merged
 
 
-def _is_done(rec: dict[str, Any] | None, out_dir: Path) -> bool:
+def _is_done(rec: dict[str, Any] | None, out_dir: Path, expected: Collection[str] | None = None) -> bool:
     if rec is None or rec.get("status") != "done":
         return False
+    if expected is not None and not set(expected) <= {row["output_name"] for row in rec["rows"]}:
+        return False  # asked for outputs this record does not have (e.g. new --levels)
     return all((out_dir / row["output"]).is_file() for row in rec["rows"])
+
+
+def check_job_settings(
+    out_dir: Path, settings: Mapping[str, Any], *, what: str = "job", filename: str = SETTINGS_NAME, write: bool = True
+) -> None:
+    """Refuse to resume or extend ``out_dir`` when it was written with other settings; record them otherwise.
+
+    ``out_dir/job.json`` holds the settings of the run that wrote the folder (flags and the identity of every
+    input file that determines the pixels). A rerun with equal settings resumes; with other settings it is
+    refused, naming the settings that differ. A folder with records but no ``job.json`` (an older texturebias)
+    is refused too: what made its outputs is unknown.
+
+    Raises:
+        TextureBiasError: settings differ, or the folder's records cannot be attributed to any settings.
+    """
+    path = out_dir / filename
+    current = json.loads(json.dumps(settings, default=str))
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            saved = None
+        require_same_settings(saved, current, what=what, state_file=path)
+        return
+    if not write:
+        return  # another rank records them; this one only compares when they are there
+    if (out_dir / MANIFEST_NAME).exists():
+        raise DataError(
+            f"{out_dir} holds outputs without recorded settings ({filename} missing); "
+            "choose another output folder or delete it"
+        )
+    write_json(path, current)
 
 
 def finalize_records(
@@ -443,6 +478,9 @@ def run_folder_job(
     dist: DistInfo | None = None,
     desc: str = "images",
     limit: int | None = None,
+    settings: Mapping[str, Any] | None = None,
+    expected_outputs: Callable[[JobItem], Collection[str]] | None = None,
+    check_collisions: bool = True,
 ) -> FolderJobSummary:
     """Run ``process_batch`` over every image of ``input_dir`` and write its outputs under ``output_dir``.
 
@@ -467,6 +505,14 @@ def run_folder_job(
         dist: Rank/world size (default: from the ``torchrun`` environment).
         desc: Progress-bar label.
         limit: Only consider the first ``limit`` inputs (quick trials).
+        settings: Everything besides the inputs that determines the outputs (flags, identities of model files,
+            see :func:`~texturebias.utils.io.file_identity`). Recorded in ``job.json``; a rerun with other
+            settings is refused (:func:`check_job_settings`). Settings whose outputs live under their own names
+            (distortion levels) belong in ``expected_outputs`` instead.
+        expected_outputs: ``f(item) -> output names`` this run must produce; a recorded item that lacks one of
+            them is processed again (so a rerun with new levels adds them instead of reporting "done").
+        check_collisions: Record ``x.jpg`` after ``x.png`` as failed because both would write ``x.png``; off for
+            layouts whose names never collide (``distort`` numbers every output).
 
     Returns:
         A :class:`FolderJobSummary`; call ``.describe()`` for the printed summary.
@@ -499,12 +545,14 @@ def run_folder_job(
     # x.jpg and x.png would both write x.png: the first in sorted order wins, the others are recorded as failed.
     first_by_stem: dict[str, str] = {}
     preset_errors: dict[int, str] = {}
-    for it in items:
+    for it in items if check_collisions else ():
         other = first_by_stem.setdefault(it.stem.lower(), it.relpath)
         if other != it.relpath:
             preset_errors[it.index] = f"output name collides with {other} (same path without extension)"
     ext = "jpg" if image_format == "jpeg" else image_format
     out_dir.mkdir(parents=True, exist_ok=True)
+    if settings is not None:
+        check_job_settings(out_dir, settings, what=desc.split(" ")[0], write=info.rank == 0)
     log = get_logger("folder_job")
 
     # Units of work: single items (file tree) or whole shards (tar). Ranks take round-robin units.
@@ -525,7 +573,7 @@ def run_folder_job(
             if shard_path.is_file() and all(it.relpath in records for it in unit):
                 summary.skipped_done += len(unit)
                 continue
-        elif _is_done(records.get(unit[0].relpath), out_dir):
+        elif _is_done(records.get(unit[0].relpath), out_dir, expected_outputs(unit[0]) if expected_outputs else None):
             summary.skipped_done += 1
             continue
         for it in unit:

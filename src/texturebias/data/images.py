@@ -49,7 +49,15 @@ def find_images(root: str | os.PathLike[str], *, recursive: bool = True) -> list
         raise DataError(f"not a folder: {base}")
     found: list[Path] = []
     if recursive:
+        # Symlinked folders are followed (datasets are often assembled from links), but each real folder is
+        # visited once: a link back to an ancestor would otherwise repeat images under ever-longer paths.
+        seen: set[tuple[int, int]] = set()
         for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
+            st = os.stat(dirpath)
+            if (st.st_dev, st.st_ino) in seen:
+                dirnames[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             found.extend(Path(dirpath) / f for f in filenames if not f.startswith(".") and is_image_file(f))
     else:

@@ -1,7 +1,8 @@
-"""Evaluation against human data: 16-class decisions, trial CSVs, shape bias and consistency metrics.
+"""MEASURE: how a classifier decides on the 16 categories, and how that compares with humans.
 
-Modules: :mod:`~texturebias.evaluate.mapping` (ImageNet → 16 categories), :mod:`~texturebias.evaluate.trials`
-(the human trial-CSV schema), :mod:`~texturebias.evaluate.metrics` (shape bias, Cohen's κ, accuracy
-difference), :mod:`~texturebias.evaluate.cue_conflict` (evaluate a model on the cue-conflict stimuli).
+Modules: ``mapping`` (ImageNet-1k → 16 categories), ``trials`` (the human trial-CSV schema, reading and
+writing trials, reuse of earlier trials), ``metrics`` (shape bias, accuracy, Cohen's κ / error consistency),
+``cue_conflict`` (``texturebias shape-bias``), ``classify`` (``texturebias classify``), ``figures``
+(the paper's shape-bias plots). May import: ``models``, ``data``, ``report``, ``utils``, ``errors``.
 Nothing is imported here so that ``import texturebias.evaluate`` stays cheap.
 """

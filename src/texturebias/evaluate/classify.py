@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -46,6 +47,7 @@ def classify_images(
     batch_size: int = 16,
     resize: ResizeMode = "always",
     device: str = "auto",
+    preprocessing_overrides: Mapping[str, Any] | None = None,
 ) -> list[Prediction]:
     """Classify image files with a registered model (pretrained weights unless ``checkpoint`` is given).
 
@@ -57,6 +59,8 @@ def classify_images(
         batch_size: Images per forward pass.
         resize: Preprocessing resize mode (see :meth:`Preprocessing.eval_transform`).
         device: "auto", "cpu", "cuda", ...
+        preprocessing_overrides: Fields replacing the model's preprocessing (``mean``, ``std``, ``input_size``,
+            ``crop_pct`` or ``resize_size``, ``interpolation``); see :func:`~texturebias.models.resolve_preprocessing`.
 
     Returns:
         One :class:`Prediction` per path, in order.
@@ -64,7 +68,7 @@ def classify_images(
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
     dev = resolve_device(device)
-    model, preprocessing = load_model(model_name, checkpoint)
+    model, preprocessing = load_model(model_name, checkpoint, preprocessing_overrides=preprocessing_overrides)
     model = model.to(dev)
     transform = preprocessing.eval_transform(resize)
     files = [Path(p) for p in paths]

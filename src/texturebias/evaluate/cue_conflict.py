@@ -18,9 +18,10 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -53,7 +54,7 @@ from texturebias.evaluate.trials import (
 )
 from texturebias.models import Preprocessing, load_model, resolve_preprocessing
 from texturebias.utils.device import autocast, resolve_device
-from texturebias.utils.io import finite_or_none, json_safe, write_json
+from texturebias.utils.io import file_identity, finite_or_none, json_safe, write_json
 from texturebias.utils.progress import get_logger, progress
 
 STIMULUS_SETS: tuple[str, ...] = ("cue-conflict", "edge", "silhouette")
@@ -210,14 +211,20 @@ def _config(
     aggregation: str,
     precision: str,
     folder: Path,
+    preprocessing: Preprocessing,
 ) -> dict[str, object]:
+    # The resolved preprocessing is part of the settings: trials made with another mean/std/size/crop
+    # (a --mean/--crop-pct override, or a changed timm config) are recomputed, not reused.
     return {
         "model": model_name,
         "checkpoint": str(checkpoint) if checkpoint is not None else None,
+        # The file's content, not its path: train overwrites checkpoint_best.pt in place.
+        "checkpoint_identity": file_identity(checkpoint),
         "mapping": str(mapping) if mapping is not None else "auto",
         "aggregation": aggregation,
         "precision": precision,
         "stimuli": str(folder.resolve()),
+        "preprocessing": preprocessing.to_dict(),
     }
 
 
@@ -239,6 +246,7 @@ def evaluate_shape_bias(
     download: bool = True,
     human_consistency: bool = True,
     model: nn.Module | None = None,
+    preprocessing_overrides: Mapping[str, Any] | None = None,
 ) -> ModelShapeBias:
     """Evaluate one model on the cue-conflict stimuli (and edge/silhouette when available).
 
@@ -263,6 +271,8 @@ def evaluate_shape_bias(
         human_consistency: Also compute error consistency against each human subject.
         model: An already-built module to evaluate instead of building ``model_name`` (its preprocessing is
             still taken from ``model_name``).
+        preprocessing_overrides: Fields replacing the model's preprocessing (``mean``, ``std``, ``input_size``,
+            ``crop_pct`` or ``resize_size``, ``interpolation``); see :func:`~texturebias.models.resolve_preprocessing`.
     """
     unknown = [s for s in sets if s not in STIMULUS_SETS]
     if unknown or "cue-conflict" not in sets:
@@ -272,7 +282,7 @@ def evaluate_shape_bias(
     folder_name = safe_name(name)
     out = Path(out_dir) / folder_name
     folders = {s: _set_folder(s, stimuli, download=download) for s in sets}
-    preprocessing = resolve_preprocessing(model_name)
+    preprocessing = resolve_preprocessing(model_name, checkpoint, overrides=preprocessing_overrides)
     net: nn.Module | None = model
     dev = resolve_device(device)
     result_trials: dict[str, pd.DataFrame] = {}
@@ -284,11 +294,11 @@ def evaluate_shape_bias(
         table = stimulus_table(folder, cue_conflict=set_name == "cue-conflict")
         csv_path = out / f"{set_name}_{folder_name}_session-1.csv"
         config_path = out / f".{set_name}.config.json"
-        config = _config(model_name, checkpoint, mapping, aggregation, precision, folder)
+        config = _config(model_name, checkpoint, mapping, aggregation, precision, folder, preprocessing)
         trials = reuse_trials(csv_path, config_path, config, n=len(table))
         if trials is None:
             if net is None:
-                net, preprocessing = load_model(model_name, checkpoint)
+                net, preprocessing = load_model(model_name, checkpoint, preprocessing_overrides=preprocessing_overrides)
             trials = classify_stimuli(
                 net, preprocessing, table, name=name, set_name=set_name, mapping=mapping,
                 aggregation=aggregation, batch_size=batch_size, device=dev, precision=precision,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -57,6 +57,7 @@ def heatmaps_for_images(
     precision: HeatPrecision = "fp32",
     resize: Literal["always", "never", "auto"] = "always",
     device: str = "auto",
+    preprocessing_overrides: Mapping[str, Any] | None = None,
 ) -> list[HeatmapResult]:
     """Class-evidence maps of image files: ``<stem>_<class>.npy`` + figures, a grid figure and an index CSV.
 
@@ -71,6 +72,8 @@ def heatmaps_for_images(
         resize: Preprocessing: "always" (Resize 256 + CenterCrop 224, the paper's setting), "never" (the whole
             image at its own size), "auto".
         device: "auto", "cpu", "cuda", ...
+        preprocessing_overrides: Fields replacing the model's preprocessing (``mean``, ``std``, ``input_size``,
+            ``crop_pct`` or ``resize_size``, ``interpolation``); see :func:`~texturebias.models.resolve_preprocessing`.
 
     Returns:
         One :class:`HeatmapResult` per (image, class), in order. Also writes ``heatmaps.csv``, ``grid.png/pdf``.
@@ -78,7 +81,7 @@ def heatmaps_for_images(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
-    model, prep, model_name = resolve_model(model, checkpoint)
+    model, prep, model_name = resolve_model(model, checkpoint, preprocessing_overrides=preprocessing_overrides)
     model = model.to(dev)
     if not is_bagnet(model):
         raise TextureBiasError(f"{model_name} is not a BagNet; heatmaps need bagnet9/17/33 or another BagNet")

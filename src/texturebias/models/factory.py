@@ -1,7 +1,8 @@
 """The one way to get a model: name (+ checkpoint) → network and the preprocessing it expects.
 
 Importing this module registers every model family (torchvision, EfficientNet-Lite, SIN ResNet-50s,
-BagNets, the demo's small nets; timm on demand). :func:`load_model` is what commands call;
+BagNets, the demo's small nets; on demand: timm's ``timm/<arch>[.<tag>]`` and the user's own
+``package.module:factory`` or ``path/file.py:factory``). :func:`load_model` is what commands call;
 :func:`create_model` builds the network alone, :func:`resolve_preprocessing` gives the inputs' recipe.
 """
 
@@ -10,14 +11,24 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
-from texturebias.errors import CheckpointError, UnknownModelError
+from texturebias.errors import CheckpointError, TextureBiasError, UnknownModelError
 
 # Imported for their side effect: each family registers its models and weights.
-from texturebias.models import adain, bagnet, demo, efficientnet_lite, sin_resnet, timm_zoo, torchvision_zoo  # noqa: F401
+from texturebias.models import (  # noqa: F401
+    adain,
+    bagnet,
+    demo,
+    efficientnet_lite,
+    sin_resnet,
+    timm_zoo,
+    torchvision_zoo,
+    user_code,
+)
 from texturebias.models.preprocessing import Preprocessing
 from texturebias.models.registry import ModelEntry, add_model, registered_entries
 from texturebias.models.weights import (
@@ -61,6 +72,10 @@ def get_model_entry(name: str) -> ModelEntry:
             return entry
         if not timm_zoo.timm_available():
             raise UnknownModelError(f"{name!r} needs the optional dependency timm (pip install 'texturebias[timm]')")
+    elif user_code.is_user_spec(name):
+        entry = user_code.user_entry(name)
+        add_model(entry)
+        return entry
     try:
         return entries[name]
     except KeyError:
@@ -107,6 +122,8 @@ def create_model(
                 kw["num_classes"] = inferred
                 model = entry.builder(**kw)
         load_into(model, sd, what=f"checkpoint {checkpoint}")
+    elif pretrained and entry.weights is None and entry.loads_own_weights:
+        model = entry.builder(pretrained=True, **kw)
     elif pretrained:
         if entry.weights is None:
             raise CheckpointError(f"model {name!r} has no declared pretrained weights; pass --checkpoint PATH")
@@ -131,12 +148,40 @@ def _checkpoint_num_classes(model: nn.Module, sd: dict[str, Any]) -> int | None:
     return sizes.pop() if len(sizes) == 1 and len(diffs) == sum(1 for _ in diffs) else None
 
 
-def resolve_preprocessing(model: str) -> Preprocessing:
-    """The preprocessing of a registered model's default weights (ImageNet defaults when it has none)."""
+def resolve_preprocessing(
+    model: str,
+    checkpoint: str | os.PathLike[str] | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+) -> Preprocessing:
+    """The preprocessing a model's inputs need, without building the model.
+
+    In order, later wins: the default weights' record (timm: its ``pretrained_cfg``; ImageNet defaults when
+    there is none), the record a texturebias training ``checkpoint`` carries, then ``overrides``.
+
+    Args:
+        model: Registry name.
+        checkpoint: A local checkpoint whose recorded preprocessing (texturebias training runs) applies.
+        overrides: Fields to replace (:data:`~texturebias.models.preprocessing.OVERRIDE_KEYS`), e.g. from
+            the CLI's ``--mean --std --input-size --crop-pct --resize --interpolation``.
+
+    Raises:
+        UnknownModelError: unknown model. TextureBiasError: invalid overrides.
+    """
     entry = get_model_entry(model)
     if entry.weights is not None and entry.weights.preprocessing is not None:
-        return entry.weights.preprocessing
-    return entry.preprocessing or Preprocessing()
+        base = entry.weights.preprocessing
+    else:
+        base = entry.preprocessing or Preprocessing()
+    info = training_checkpoint_info(checkpoint) if checkpoint is not None else None
+    if info is not None and info.get("preprocessing"):
+        # A texturebias training run records the preprocessing it trained with; measure with the same.
+        rec = info["preprocessing"]
+        base = Preprocessing(**{**rec, "mean": tuple(rec["mean"]), "std": tuple(rec["std"])})
+    try:
+        return base.with_overrides(overrides)
+    except (ValueError, TypeError) as exc:
+        raise TextureBiasError(f"{model}: invalid preprocessing override: {exc}") from None
 
 
 def load_model(
@@ -145,16 +190,20 @@ def load_model(
     *,
     pretrained: bool | None = None,
     num_classes: int | None = None,
+    preprocessing_overrides: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> tuple[nn.Module, Preprocessing]:
     """A model ready to measure, with the preprocessing its inputs need.
 
     Args:
-        name: Registry name (see :func:`list_models`).
+        name: Registry name (see :func:`list_models`), ``timm/<arch>[.<tag>]``, or the user's own
+            ``package.module:factory`` / ``path/file.py:factory``.
         checkpoint: Local weights; without it the declared pretrained weights are loaded (unless
-            ``pretrained=False``).
+            ``pretrained=False``; timm names load timm's weights through timm's hub loader).
         pretrained: Whether to load the declared weights; default: when no ``checkpoint`` is given.
         num_classes: Output classes (default: the weights' or the checkpoint's).
+        preprocessing_overrides: Fields replacing the resolved preprocessing (see
+            :func:`resolve_preprocessing`).
         **kwargs: Passed to the builder.
 
     Returns:
@@ -164,13 +213,9 @@ def load_model(
         UnknownModelError, DownloadError, CheckpointError: see messages.
     """
     use_pretrained = checkpoint is None if pretrained is None else pretrained
+    preprocessing = resolve_preprocessing(name, checkpoint, overrides=preprocessing_overrides)
     model = create_model(name, pretrained=use_pretrained, checkpoint=checkpoint, num_classes=num_classes, **kwargs)
-    info = training_checkpoint_info(checkpoint) if checkpoint is not None else None
-    if info is not None and info.get("preprocessing"):
-        # A texturebias training run records the preprocessing it trained with; measure with the same.
-        rec = info["preprocessing"]
-        return model, Preprocessing(**{**rec, "mean": tuple(rec["mean"]), "std": tuple(rec["std"])})
-    return model, resolve_preprocessing(name)
+    return model, preprocessing
 
 
 def list_weights() -> list[WeightRecord]:
@@ -193,13 +238,20 @@ def get_weights(name: str) -> WeightRecord:
 
 
 def resolve_model(
-    model: str | nn.Module, checkpoint: str | os.PathLike[str] | None = None
+    model: str | nn.Module,
+    checkpoint: str | os.PathLike[str] | None = None,
+    *,
+    preprocessing_overrides: Mapping[str, Any] | None = None,
 ) -> tuple[nn.Module, Preprocessing, str]:
     """(model in eval mode, its preprocessing, a display name) from a registry name or a module.
 
-    A module is used as given, with ImageNet preprocessing; a name goes through :func:`load_model`.
+    A module is used as given, with ImageNet preprocessing (plus ``preprocessing_overrides``); a name goes
+    through :func:`load_model`.
     """
     if isinstance(model, nn.Module):
-        return model.eval(), Preprocessing(), type(model).__name__
-    net, preprocessing = load_model(model, checkpoint)
+        try:
+            return model.eval(), Preprocessing().with_overrides(preprocessing_overrides), type(model).__name__
+        except (ValueError, TypeError) as exc:
+            raise TextureBiasError(f"invalid preprocessing override: {exc}") from None
+    net, preprocessing = load_model(model, checkpoint, preprocessing_overrides=preprocessing_overrides)
     return net, preprocessing, model

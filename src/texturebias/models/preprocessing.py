@@ -9,8 +9,10 @@ is a leaf: it imports nothing from the registry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
 
 import torch
 from PIL import Image
@@ -21,6 +23,9 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 ResizeMode = Literal["always", "never", "auto"]
+
+OVERRIDE_KEYS: tuple[str, ...] = ("mean", "std", "input_size", "resize_size", "crop_pct", "interpolation")
+"""Keys a preprocessing override mapping may hold (see :meth:`Preprocessing.with_overrides`)."""
 
 _INTERPOLATIONS = {
     "bilinear": T.InterpolationMode.BILINEAR,
@@ -56,7 +61,79 @@ class Preprocessing:
 
     @property
     def crop_pct(self) -> float:
+        """Fraction of the resized image the centre crop keeps (timm's ``crop_pct``)."""
         return self.input_size / self.resize_size
+
+    @classmethod
+    def from_crop_pct(
+        cls,
+        *,
+        input_size: int,
+        crop_pct: float,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        interpolation: str = "bilinear",
+    ) -> Preprocessing:
+        """A record from timm's convention: resize to ``floor(input_size / crop_pct)``, then centre-crop."""
+        if not 0 < crop_pct <= 1:
+            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+        return cls(mean, std, input_size, _resize_for(input_size, crop_pct), interpolation)
+
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> Preprocessing:
+        """This record with some fields replaced (the CLI's ``--mean --std --input-size --crop-pct --resize``).
+
+        Args:
+            overrides: Any of :data:`OVERRIDE_KEYS`; ``None`` values are ignored. ``crop_pct`` sets
+                ``resize_size = floor(input_size / crop_pct)`` (timm's rule); a new ``input_size`` alone keeps
+                the record's crop fraction; ``resize_size`` and ``crop_pct`` together are refused.
+
+        Raises:
+            ValueError: unknown key, conflicting keys or invalid values.
+        """
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        unknown = sorted(set(given) - set(OVERRIDE_KEYS))
+        if unknown:
+            raise ValueError(f"unknown preprocessing override(s) {unknown}; known: {', '.join(OVERRIDE_KEYS)}")
+        if not given:
+            return self
+        if "resize_size" in given and "crop_pct" in given:
+            raise ValueError("give resize_size or crop_pct, not both")
+        fields: dict[str, Any] = {k: given[k] for k in ("mean", "std", "interpolation") if k in given}
+        for key in ("mean", "std"):
+            if key in fields:
+                fields[key] = tuple(float(v) for v in fields[key])
+        input_size = int(given.get("input_size", self.input_size))
+        if input_size < 1:
+            raise ValueError(f"input_size must be >= 1, got {input_size}")
+        if "resize_size" in given:
+            resize_size = int(given["resize_size"])
+        elif "crop_pct" in given:
+            crop_pct = float(given["crop_pct"])
+            if not 0 < crop_pct <= 1:
+                raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+            resize_size = _resize_for(input_size, crop_pct)
+        elif "input_size" in given:
+            resize_size = _resize_for(input_size, self.crop_pct, tolerant=True)
+        else:
+            resize_size = self.resize_size
+        if resize_size < input_size:
+            raise ValueError(f"resize_size {resize_size} is smaller than input_size {input_size}")
+        return replace(self, input_size=input_size, resize_size=resize_size, **fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (lists for mean/std), e.g. for the settings sidecars that guard reuse."""
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    def describe(self) -> str:
+        """One line: ``224 px (resize 256, crop 0.875, bilinear), mean (...), std (...)``."""
+        mean = ", ".join(f"{v:.4g}" for v in self.mean)
+        std = ", ".join(f"{v:.4g}" for v in self.std)
+        return (
+            f"{self.input_size} px (resize {self.resize_size}, crop_pct {self.crop_pct:.4g}, {self.interpolation}), "
+            f"mean ({mean}), std ({std})"
+        )
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise a float tensor in [0, 1] (C×H×W or N×C×H×W)."""
@@ -88,6 +165,12 @@ class Preprocessing:
             ops.append(T.RandomHorizontalFlip())
         ops += [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(self.mean, self.std)]
         return T.Compose(ops)
+
+
+def _resize_for(input_size: int, crop_pct: float, *, tolerant: bool = False) -> int:
+    # timm's transforms_factory: scale_size = math.floor(img_size / crop_pct), reproduced exactly. When the
+    # fraction is our own input/resize ratio, a tiny epsilon keeps e.g. 240 / (240 / 274) at 274.
+    return int(math.floor(input_size / crop_pct + (1e-9 if tolerant else 0.0)))
 
 
 class EvalTransform:

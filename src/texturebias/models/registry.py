@@ -30,6 +30,8 @@ class ModelEntry:
         description: One line for ``texturebias models``.
         key_filter: Remaps foreign checkpoint keys to this implementation's names.
         preprocessing: Input preprocessing when the model has no weights (else the weights' own).
+        loads_own_weights: The builder loads the pretrained weights itself when called with
+            ``pretrained=True`` (timm's hub loader, a user's factory) instead of a declared weight record.
     """
 
     name: str
@@ -39,6 +41,7 @@ class ModelEntry:
     description: str = ""
     key_filter: KeyFilter | None = None
     preprocessing: Preprocessing | None = None
+    loads_own_weights: bool = False
 
 
 _REGISTRY: dict[str, ModelEntry] = {}

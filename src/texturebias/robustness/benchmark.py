@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,7 +39,7 @@ from texturebias.data.datasets import dataset_dir
 from texturebias.data.images import find_images
 from texturebias.data.labels import CATEGORIES
 from texturebias.errors import DataError
-from texturebias.evaluate.cue_conflict import classify_stimuli
+from texturebias.evaluate.cue_conflict import classify_stimuli, safe_name
 from texturebias.evaluate.mapping import Aggregation
 from texturebias.evaluate.metrics import accuracy, average_consistency, consistency_table, human_human_consistency
 from texturebias.evaluate.trials import (
@@ -50,10 +51,10 @@ from texturebias.evaluate.trials import (
     reuse_trials,
     write_trials,
 )
-from texturebias.models import Preprocessing, load_model
+from texturebias.models import Preprocessing, load_model, resolve_preprocessing
 from texturebias.robustness.distortions import DISTORTIONS
 from texturebias.robustness.figures import plot_accuracy_curves, plot_benchmark_bars
-from texturebias.utils.io import atomic_open, write_json
+from texturebias.utils.io import atomic_open, file_identity, write_json
 
 #: The 17 datasets, in model-vs-human's order (12 parametric + 5 non-parametric).
 MVH_DATASETS: tuple[str, ...] = (
@@ -181,6 +182,7 @@ def evaluate_dataset(
     device: str = "auto",
     precision: str = "fp32",
     model: object | None = None,
+    preprocessing_overrides: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Run a model on a benchmark dataset folder and return its trials in the human schema.
 
@@ -199,13 +201,15 @@ def evaluate_dataset(
         device: "auto", "cpu", "cuda", ...
         precision: "fp32" or "bf16" (CPU AMX / GPU) or "fp16" (GPU).
         model: An already built ``nn.Module`` to use instead of creating ``model_name`` (tests, notebooks).
+        preprocessing_overrides: Fields replacing the model's preprocessing (``mean``, ``std``, ``input_size``,
+            ``crop_pct`` or ``resize_size``, ``interpolation``); see :func:`~texturebias.models.resolve_preprocessing`.
     """
 
     images = index_dataset(root, name)
     if model is None:
-        model, preprocessing = load_model(model_name, checkpoint)
+        model, preprocessing = load_model(model_name, checkpoint, preprocessing_overrides=preprocessing_overrides)
     else:
-        preprocessing = Preprocessing()
+        preprocessing = Preprocessing().with_overrides(preprocessing_overrides)
     stimuli = pd.DataFrame(
         {"path": [d.path for d in images], "category": [d.category for d in images],
          "stimulus": [d.path.name for d in images]}
@@ -427,6 +431,7 @@ def run_benchmark(
     device: str = "auto",
     precision: str = "fp32",
     resume: bool = True,
+    preprocessing_overrides: Mapping[str, Any] | None = None,
 ) -> BenchmarkResult:
     """Evaluate models on the model-vs-human datasets found in ``data_root`` and compare them with humans.
 
@@ -443,7 +448,10 @@ def run_benchmark(
         human_data: MVH ``raw-data`` folder (default: registry ``mvh-humans/<name>``).
         checkpoint: Local weights (only with a single model).
         mapping, aggregation, batch_size, device, precision: As in :func:`evaluate_dataset`.
-        resume: Reuse trial CSVs already written.
+        resume: Reuse trial CSVs already written (only when made with the same settings, preprocessing
+            included).
+        preprocessing_overrides: Fields replacing the model's preprocessing (``mean``, ``std``, ``input_size``,
+            ``crop_pct`` or ``resize_size``, ``interpolation``); see :func:`~texturebias.models.resolve_preprocessing`.
 
     Raises:
         DataError: no dataset found, unknown dataset, or a checkpoint with several models.
@@ -470,9 +478,12 @@ def run_benchmark(
         acc_h = accuracy_by_condition(humans.assign(subj="humans"), conditions)
         cond_rows.append(acc_h.assign(dataset=dataset))
         for model_name in models:
-            path = out / "raw-data" / dataset / f"{dataset}_{model_name.replace('_', '-')}_session_1.csv"
+            path = out / "raw-data" / dataset / f"{dataset}_{safe_name(model_name).replace('_', '-')}_session_1.csv"
             # Trials are reused only when they were made with the same settings (sidecar JSON next to them).
+            preprocessing = resolve_preprocessing(model_name, checkpoint, overrides=preprocessing_overrides)
             config = {"model": model_name, "dataset": dataset, "checkpoint": str(checkpoint) if checkpoint else None,
+                      "preprocessing": preprocessing.to_dict(),
+                      "checkpoint_identity": file_identity(checkpoint),
                       "mapping": mapping, "aggregation": aggregation, "precision": precision}  # fmt: skip
             config_path = path.with_suffix(".json")
             trials = reuse_trials(path, config_path, config) if resume else None
@@ -480,7 +491,8 @@ def run_benchmark(
                 folder = dataset_folder(dataset, data_root)
                 trials = evaluate_dataset(model_name, folder, dataset, checkpoint=checkpoint, mapping=mapping,
                                           aggregation=aggregation, batch_size=batch_size, device=device,
-                                          precision=precision)  # fmt: skip
+                                          precision=precision,
+                                          preprocessing_overrides=preprocessing_overrides)  # fmt: skip
                 write_trials(path, trials)
                 write_json(config_path, config)
             files.append(path)

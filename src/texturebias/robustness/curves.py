@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ import pandas as pd
 from texturebias.data.images import find_images, image_to_array, load_image
 from texturebias.data.labels import CATEGORIES, class_index, imagenet_wnids
 from texturebias.errors import DataError
+from texturebias.evaluate.cue_conflict import safe_name
 from texturebias.evaluate.mapping import Aggregation, logits_to_decisions, resolve_mapping
 from texturebias.evaluate.trials import TRIAL_COLUMNS, model_imagename, write_trials
 from texturebias.models import Preprocessing, load_model
@@ -86,6 +88,7 @@ def robustness_trials(
     max_images: int | None = None,
     subject: str | None = None,
     model: object | None = None,
+    preprocessing_overrides: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Classify every image of ``data_dir`` under ``distortion`` at every level.
 
@@ -105,6 +108,8 @@ def robustness_trials(
         max_images: Use only the first N images (sorted), e.g. for a quick look.
         subject: ``subj`` value (default: the model name).
         model: An already built model (tests).
+        preprocessing_overrides: Fields replacing the model's preprocessing (``mean``, ``std``, ``input_size``,
+            ``crop_pct`` or ``resize_size``, ``interpolation``); see :func:`~texturebias.models.resolve_preprocessing`.
 
     Returns:
         16-category folders: trials in the human schema. ImageNet folders: ``subj, condition, imagename,
@@ -126,10 +131,10 @@ def robustness_trials(
         raise DataError(f"{root}: no images found")
     dev = resolve_device(device)
     if model is None:
-        model, preprocessing = load_model(model_name, checkpoint)
+        model, preprocessing = load_model(model_name, checkpoint, preprocessing_overrides=preprocessing_overrides)
         transform = preprocessing.eval_transform("auto")
     else:
-        transform = Preprocessing().eval_transform("auto")
+        transform = Preprocessing().with_overrides(preprocessing_overrides).eval_transform("auto")
     net = model.to(dev).eval()  # type: ignore[attr-defined]
     jobs = [(p, c) for c in conditions for p in paths]
     rows: list[dict[str, object]] = []
@@ -222,7 +227,7 @@ def run_robustness(
         per_dist = []
         for model_name in models:
             res = robustness_trials(model_name, data_dir, dist.name, **kwargs)  # type: ignore[arg-type]
-            stem = f"{dist.name}_{model_name.replace('_', '-')}_session_1"
+            stem = f"{dist.name}_{safe_name(model_name).replace('_', '-')}_session_1"  # file-safe: timm/..., file.py:f
             if "object_response" in res.columns:
                 path = write_trials(out / dist.name / f"{stem}.csv", res)
                 table = accuracy_by_condition(res, dist.conditions)

@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from texturebias.data.folder_job import ItemResult, run_folder_job
 from texturebias.errors import DataError
 from texturebias.robustness.datafiles import load_gamma_table, load_power_spectrum
 from texturebias.robustness.eidolon import eidolon
@@ -327,6 +326,11 @@ def _center_224(img: Image.Image, size: int) -> Image.Image:
     return T.CenterCrop(size)(resize(img))
 
 
+def _category_of(relpath: str) -> str:
+    parts = relpath.split("/")
+    return (parts[0] if len(parts) > 1 else "none").replace("_", "-")
+
+
 def distort_folder(
     data_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -366,17 +370,19 @@ def distort_folder(
         The folder job's summary.
     """
 
+    # Here, not at the top: the folder job needs torch, and the catalogue above is read by `--help`.
+    from texturebias.data.folder_job import ItemResult, run_folder_job
+
     dist = get_distortion(distortion, phase_mode=phase_mode)
-    conditions = [dist.normalise_condition(c) for c in levels] if levels else list(dist.conditions)
+    conditions = list(dict.fromkeys(dist.normalise_condition(c) for c in levels)) if levels else list(dist.conditions)
     n_levels = len(conditions)
 
     def process(items: list, images: list) -> list:
         results = []
         for item, pil in zip(items, images, strict=True):
             arr = np.asarray(_center_224(pil, size), dtype=np.float64) / 255.0
-            parts = item.relpath.split("/")
-            category = (parts[0] if len(parts) > 1 else "none").replace("_", "-")
-            stem = Path(parts[-1]).stem
+            category = _category_of(item.relpath)
+            stem = Path(item.relpath).stem
             outputs, seeds = {}, {}
             for j, cond in enumerate(conditions):
                 trial = item.index * n_levels + j + 1
@@ -398,4 +404,13 @@ def distort_folder(
         manifest_fields=["seed"],
         desc=f"distort {dist.name}",
         limit=limit,
+        # Each level and distortion writes files of its own name, so other --levels/--distortion add outputs;
+        # anything that changes the pixels of an existing name must match.
+        settings={"seed": seed, "size": size, "phase_mode": phase_mode, "format": image_format},
+        expected_outputs=lambda item: [
+            f"{item.index * n_levels + j + 1:04d}_{dist.code}_dnn_{cond}_{_category_of(item.relpath)}_00_"
+            f"{Path(item.relpath).stem}"
+            for j, cond in enumerate(conditions)
+        ],
+        check_collisions=False,
     )

@@ -16,7 +16,6 @@ inputs, seeded per item, manifest/failed.csv, kill-safe resume, rank sharding, l
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +26,13 @@ import torch
 from PIL import Image
 from torchvision.transforms import functional as TF
 
-from texturebias.data.folder_job import FolderJobSummary, ItemResult, JobItem, run_folder_job
+from texturebias.data.folder_job import FolderJobSummary, ItemResult, JobItem, check_job_settings, run_folder_job
 from texturebias.data.images import find_images, load_image
 from texturebias.errors import DataError, ImageReadError, TextureBiasError
 from texturebias.stylize.adain import AdaIN, StyleStats, mean_std, preserve_color
 from texturebias.utils.device import Precision, resolve_device
 from texturebias.utils.distributed import DistInfo, dist_info, init_distributed
-from texturebias.utils.io import write_csv, write_json
+from texturebias.utils.io import file_identity, folder_identity, write_csv
 from texturebias.utils.progress import get_logger, progress
 
 STYLES_NAME = "styles.csv"
@@ -245,18 +244,6 @@ class _Stylizer:
         return [r for r in results if r is not None]
 
 
-def _check_settings(path: Path, settings: dict[str, Any], *, write: bool) -> None:
-    """Refuse to resume into a folder built with different settings (its outputs would silently mix)."""
-    if path.exists():
-        old = json.loads(path.read_text(encoding="utf-8"))
-        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
-        if diff:
-            shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
-            raise DataError(f"{path.parent} was built with other settings ({shown}); use a new output folder")
-    elif write:
-        write_json(path, settings)
-
-
 def _layout(name: str, stem: str, ext: str) -> str:
     # One tree mirroring the content tree; several styles per image get a suffix: <stem>_s0.png, <stem>_s1.png.
     return f"{stem}.{ext}" if name == "" else f"{stem}_{name}.{ext}"
@@ -331,6 +318,9 @@ def stylize_folder(
     for folder in (content_dir, style_dir):  # fail fast, before loading (or downloading) any weights
         if not Path(folder).is_dir():
             raise DataError(f"folder not found: {folder}")
+    if Path(out_dir).resolve() in (Path(content_dir).resolve(), Path(style_dir).resolve()):
+        raise DataError("the output folder must differ from the content and style folders")
+    model_given = model is not None
     info = dist if dist is not None else (init_distributed() if dist_info().distributed else dist_info())
     dev = resolve_device(device)
     if dev.type == "cuda" and info.distributed and dev.index is None:
@@ -352,12 +342,18 @@ def stylize_folder(
         "quality": quality if image_format != "png" else None,
         "preserve_colors": preserve_colors,
         "shard_size": shard_size,
+        # The networks and the numeric precision change the pixels too.
+        "vgg": file_identity(vgg) if model_given is False and vgg is not None else None,
+        "decoder": file_identity(decoder) if model_given is False and decoder is not None else None,
+        "model": type(model).__name__ if model_given else "AdaIN",
+        "precision": precision,
+        "style_files": folder_identity(style_dir),
     }
     bank = list_styles(style_dir, min_size=min_style_size if min_style_size is not None else style_size)
     # The assignment content -> style is by index into the style list: the list must not change on resume.
     settings["styles"] = len(bank)
     settings["styles_sha256"] = hashlib.sha256("\n".join(map(bank.relpath, range(len(bank)))).encode()).hexdigest()
-    _check_settings(out / SETTINGS_NAME, settings, write=info.is_main)
+    check_job_settings(out, settings, what="stylize job", filename=SETTINGS_NAME, write=info.is_main)
     if info.is_main:
         rows = [{"index": i, "style": bank.relpath(i), "status": "used", "reason": ""} for i in range(len(bank))]
         rows += [{"index": "", "style": rel, "status": "dropped", "reason": why} for rel, why in bank.dropped]

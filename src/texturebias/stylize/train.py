@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import os
+import pickle
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +27,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import nn
 
+from texturebias.data.folder_job import check_job_settings
 from texturebias.data.images import find_images, load_image
 from texturebias.errors import CheckpointError, DataError, ImageReadError
 from texturebias.models.adain import VGG_NORMALISED, adain_decoder, vgg_normalised
@@ -33,10 +35,11 @@ from texturebias.models.weights import fetch_weights, load_checkpoint, load_into
 from texturebias.report.figures import save_figure
 from texturebias.stylize.adain import AdaIN, adain, mean_std
 from texturebias.utils.device import Precision, resolve_device
-from texturebias.utils.io import atomic_open, save_torch
+from texturebias.utils.io import atomic_open, file_identity, folder_identity, save_torch
 from texturebias.utils.progress import get_logger, progress
 from texturebias.utils.seed import stable_hash
 
+SETTINGS_NAME = "train-decoder.json"
 CHECKPOINT_NAME = "checkpoint.pth"
 LOG_NAME = "loss_log.csv"
 LOG_FIELDS = ("iteration", "lr", "loss_content", "loss_style", "loss")
@@ -203,6 +206,15 @@ def train_decoder(
     model.decoder.train()
     optimizer = torch.optim.Adam(model.decoder.parameters(), lr=lr)
     ckpt_path = out / CHECKPOINT_NAME
+    settings = {
+        "lr": lr, "lr_decay": lr_decay, "content_weight": content_weight, "style_weight": style_weight,
+        "batch_size": batch_size, "image_size": image_size, "crop_size": crop_size, "seed": seed,
+        "precision": precision, "vgg": file_identity(vgg) if vgg is not None else None,
+        "content": folder_identity(content_dir, contents), "style": folder_identity(style_dir, styles),
+    }  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    # --iterations may grow on resume (train longer); everything else must match the interrupted run.
+    check_job_settings(out, settings, what="decoder training", filename=SETTINGS_NAME)
     start = 0
     if ckpt_path.exists():
         if not resume:
@@ -212,8 +224,9 @@ def train_decoder(
             load_into(model.decoder, state["model"], what=f"checkpoint {ckpt_path}")
             optimizer.load_state_dict(state["optimizer"])
             start = int(state["iteration"])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"{ckpt_path}: not a train-decoder checkpoint ({exc})") from None
+        except (KeyError, RuntimeError, ValueError, TypeError, EOFError, IndexError, pickle.UnpicklingError) as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CheckpointError(f"{ckpt_path}: not a train-decoder checkpoint ({detail})") from None
     log = get_logger("train_decoder")
     rows = _read_log(out / LOG_NAME, start)
     c_stream = _CropStream(contents, seed, "content", image_size, crop_size)

@@ -32,9 +32,7 @@ from texturebias.errors import TextureBiasError
 from texturebias.models.adain import _VGG_CFG, VGG_NORMALISED, vgg_normalised
 from texturebias.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from texturebias.models.weights import fetch_weights, load_checkpoint, load_into
-
-#: The layers Gatys et al. (2015) match, shallow to deep. "conv1_1" is post-ReLU (Caffe's in-place ReLU).
-DEFAULT_LAYERS: tuple[str, ...] = ("conv1_1", "pool1", "pool2", "pool3", "pool4")
+from texturebias.texture.layers import DEFAULT_LAYERS
 
 #: Mean colour of the Caffe preprocessing, in RGB order (T1: BGR mean 0.40760392, 0.45795686, 0.48501961).
 CAFFE_MEAN_RGB: tuple[float, float, float] = (0.48501961, 0.45795686, 0.40760392)

@@ -194,11 +194,13 @@ def scramble_folder(
             raise TextureBiasError("give at least one tile size >= 1")
         process: Any = _PatchJob(tiles, crop)
         fields = ["tile", "seed"]
+        settings: dict[str, Any] = {"method": method, "crop": crop, "seed": seed}
     elif method == "texture":
         if synthesizer is None:
             synthesizer = TextureSynthesizer()
         process = _TextureJob(synthesizer)
         fields = ["seed", "loss", "iterations"]
+        settings = {"method": method, "seed": seed, "synthesis": synthesizer.settings()}
     else:
         raise TextureBiasError(f"unknown scramble method {method!r} (choose texture or patches)")
     return run_folder_job(
@@ -211,4 +213,7 @@ def scramble_folder(
         manifest_fields=fields,
         desc=f"scramble ({method})",
         limit=limit,
+        settings=settings,
+        # Each tile size writes its own tile<T>/ tree: other --tile values add outputs.
+        expected_outputs=(lambda item: [f"tile{t}" for t in tiles]) if method == "patches" else None,
     )

@@ -29,10 +29,11 @@ Two optimisers:
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -196,6 +197,7 @@ class TextureSynthesizer:
         if self.device.type == "cpu" and precision != "fp32":
             # oneDNN's bf16 convolutions are much faster in channels_last on AMX CPUs.
             self.loss_fn = self.loss_fn.to(memory_format=torch.channels_last)
+        self.layers = tuple(layers)
         self.iterations = iterations
         self.history = history
         self.method: Method = method
@@ -205,6 +207,27 @@ class TextureSynthesizer:
         self.precision: Precision = precision
         self.batch_size = batch_size
         self.show_progress = show_progress
+
+    def settings(self) -> dict[str, Any]:
+        """Everything that determines a synthesised texture, for the records of a resumable job.
+
+        The network enters by a digest of its weights, so another checkpoint under the same name is noticed.
+        """
+        h = hashlib.sha256()
+        for key, value in self.loss_fn.state_dict().items():
+            h.update(key.encode())
+            h.update(value.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return {
+            "layers": list(self.layers),
+            "iterations": self.iterations,
+            "history": self.history,
+            "optimizer": self.method,
+            "size": self.size,
+            "output_size": list(self.output_size) if self.output_size else None,
+            "histogram_matching": self.histogram_matching,
+            "precision": self.precision,
+            "network_sha256": h.hexdigest(),
+        }
 
     # -- objective ---------------------------------------------------------------------------------------------
     def _objective(self, targets: list[torch.Tensor]):  # noqa: ANN202 - closure factory

@@ -40,24 +40,22 @@ augmentation is seeded by (seed, epoch, index), so N processes reproduce the 1-p
 model has no batch-statistics layers (BatchNorm statistics are per process, as in the reference script).
 """
 
-from texturebias.train.data import ImageDataset, LabeledImages, index_training_folders, train_transform
-from texturebias.train.loop import StepDecay, Trainer, TrainResult, build_model, replace_classifier, train
-from texturebias.train.recipes import RECIPES, Recipe, TrainConfig, get_recipe, resolve_config
+import importlib
+from typing import Any
 
-__all__ = [
-    "RECIPES",
-    "ImageDataset",
-    "LabeledImages",
-    "Recipe",
-    "StepDecay",
-    "TrainConfig",
-    "TrainResult",
-    "Trainer",
-    "build_model",
-    "get_recipe",
-    "index_training_folders",
-    "replace_classifier",
-    "resolve_config",
-    "train",
-    "train_transform",
-]
+# Resolved on first use, so that `texturebias train --help` can read RECIPES without importing torch.
+_HOMES = {
+    "ImageDataset": "data", "LabeledImages": "data", "index_training_folders": "data", "train_transform": "data",
+    "StepDecay": "loop", "Trainer": "loop", "TrainResult": "loop", "build_model": "loop",
+    "replace_classifier": "loop", "train": "loop",
+    "RECIPES": "recipes", "Recipe": "recipes", "TrainConfig": "recipes", "get_recipe": "recipes",
+    "resolve_config": "recipes",
+}  # fmt: skip
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"texturebias.train.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'texturebias.train' has no attribute {name!r}")

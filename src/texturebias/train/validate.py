@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,6 +247,7 @@ class EvaluationResult:
             "loss": self.metrics.loss,
             "input_size": self.preprocessing.input_size,
             "resize_size": self.preprocessing.resize_size,
+            "preprocessing": self.preprocessing.to_dict(),
         }
 
 
@@ -264,6 +265,7 @@ def evaluate_classifier(
     precision: Precision = "fp32",
     channels_last: bool = False,
     out: str | os.PathLike[str] | None = None,
+    preprocessing_overrides: Mapping[str, Any] | None = None,
 ) -> EvaluationResult:
     """Top-1/top-5 accuracy of a model on an ImageFolder with the Resize + CenterCrop protocol.
 
@@ -278,6 +280,8 @@ def evaluate_classifier(
         precision: ``fp32`` (strict, no TF32), ``bf16`` or ``fp16``.
         channels_last: Channels-last inputs and weights.
         out: Folder to write ``summary.json`` and ``per_class.csv`` into (atomically); ``None`` writes nothing.
+        preprocessing_overrides: Fields replacing the model's preprocessing (``mean``, ``std``, ``input_size``,
+            ``crop_pct`` or ``resize_size``, ``interpolation``); see :func:`~texturebias.models.resolve_preprocessing`.
 
     Raises:
         DataError, CheckpointError, UnknownModelError: see messages.
@@ -285,7 +289,7 @@ def evaluate_classifier(
 
     dev = resolve_device(device)
     info = training_checkpoint_info(checkpoint) if checkpoint is not None else None
-    model, pre = load_model(model_name, checkpoint)
+    model, pre = load_model(model_name, checkpoint, preprocessing_overrides=preprocessing_overrides)
     model = model.to(dev)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

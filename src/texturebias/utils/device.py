@@ -8,14 +8,43 @@ from typing import Literal
 
 import torch
 
+from texturebias.errors import TextureBiasError
+
 Precision = Literal["fp32", "bf16", "fp16"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` → CUDA if available, else CPU; anything else is passed to ``torch.device``."""
+    """``"auto"`` → CUDA if available, else CPU; anything else is checked and passed to ``torch.device``.
+
+    Raises:
+        TextureBiasError: an unknown device name, or a CUDA device this machine does not have.
+    """
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise TextureBiasError(f"unknown device {str(device)!r} (use auto, cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TextureBiasError(f"device {str(device)!r} requested but no CUDA GPU is available (use --device cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise TextureBiasError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+    elif dev.type not in ("cpu", "mps", "xpu"):
+        raise TextureBiasError(f"unsupported device {str(device)!r} (use auto, cpu, cuda or cuda:N)")
+    return dev
+
+
+def check_precision(device: torch.device, precision: str) -> None:
+    """Refuse a precision the device cannot run, before any work (fp16 autocast needs CUDA).
+
+    Raises:
+        TextureBiasError: fp16 on a CPU, or an unknown precision.
+    """
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise TextureBiasError(f"unknown precision {precision!r} (fp32, bf16 or fp16)")
+    if precision == "fp16" and device.type != "cuda":
+        raise TextureBiasError("--precision fp16 needs a CUDA device; use bf16 (or fp32) on a CPU")
 
 
 def autocast(device: torch.device, precision: Precision = "fp32") -> contextlib.AbstractContextManager[None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import math
 import numbers
@@ -15,7 +16,7 @@ from typing import IO, Any
 
 import torch
 
-from texturebias.errors import TextureBiasError
+from texturebias.errors import DataError
 
 
 def _umask() -> int:
@@ -109,7 +110,10 @@ def save_torch(path: str | os.PathLike[str], obj: Any) -> Path:
 
 
 def require_same_settings(saved: Any, current: Mapping[str, Any], *, what: str, state_file: Path) -> None:
-    """Refuse to resume from ``state_file`` when the settings saved in it differ from ``current``.
+    """Refuse to resume from (or add to) ``state_file``'s folder when its saved settings differ from ``current``.
+
+    The package's one resume guard: every job that can be resumed or extended records its settings (flags and
+    the identity of its input files) and calls this before doing any work.
 
     Args:
         saved: The settings read back from the interrupted run (anything that is not an equal mapping differs).
@@ -118,14 +122,58 @@ def require_same_settings(saved: Any, current: Mapping[str, Any], *, what: str, 
         state_file: The partial-state file; the message tells the user to delete it.
 
     Raises:
-        TextureBiasError: naming the settings that changed.
+        DataError: naming the settings that changed (old -> new).
     """
 
     if saved == current:
         return
     old = saved if isinstance(saved, Mapping) else {}
-    changed = ", ".join(k for k in current if old.get(k) != current[k]) or "format"
-    raise TextureBiasError(
-        f"{state_file.parent} holds an interrupted {what} with other settings ({changed}); "
-        f"delete {state_file.name} or choose another output folder"
+    keys = list(current) + [k for k in old if k not in current]
+
+    def show(key: str) -> str:
+        a, b = old.get(key), current.get(key)
+        if isinstance(a, (dict, list)) or isinstance(b, (dict, list)):
+            return key  # a file identity or a list: the name says enough
+        return f"{key}: {a!r} -> {b!r}"
+
+    changed = ", ".join(show(k) for k in keys if old.get(k) != current.get(k)) or "format"
+    raise DataError(
+        f"{state_file.parent} holds a {what} made with other settings ({changed}); "
+        f"rerun with the same settings, or choose another output folder (or delete {state_file.name})"
     )
+
+
+def file_identity(path: str | os.PathLike[str] | None) -> dict[str, Any] | None:
+    """What makes a file *this* file for the purpose of reusing results: its size and sha256.
+
+    Recorded with every output that the file determines (checkpoints, weights, decoders), so that a file
+    rewritten under the same path (``checkpoint_best.pt`` during training) is never mistaken for the old one.
+    The path itself is deliberately left out: moving a file does not change what it computes.
+    """
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        return {"missing": str(p)}
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return {"size": p.stat().st_size, "sha256": h.hexdigest()}
+
+
+def folder_identity(path: str | os.PathLike[str] | None, files: Iterable[Path] | None = None) -> dict[str, Any] | None:
+    """A cheap identity of a folder's contents: the count and a digest of (relative path, size, mtime) per file.
+
+    Used for inputs such as a style folder where hashing every byte would cost more than the job; any added,
+    removed, resized or re-saved file changes it.
+    """
+    if path is None:
+        return None
+    root = Path(path)
+    listing = sorted(files) if files is not None else sorted(p for p in root.rglob("*") if p.is_file())
+    h = hashlib.sha256()
+    for f in listing:
+        st = f.stat()
+        h.update(f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return {"files": len(listing), "digest": h.hexdigest()}
