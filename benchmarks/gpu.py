@@ -195,7 +195,7 @@ def seeded_adain_weights(folder: Path, seed: int = 0) -> tuple[Path, Path]:
     PyTorch's default init shrinks activations layer by layer (fp16 would underflow in a deep VGG); He
     init keeps them at the scale trained weights have, so the precision errors are representative.
     """
-    from texturebias.models.adain import adain_decoder, vgg_normalised
+    from texturebias.models.adain_nets import adain_decoder, vgg_normalised
 
     torch.manual_seed(seed)
     paths = []
@@ -234,7 +234,7 @@ def make_images(folder: Path, n_content: int, n_styles: int, size: int, classes:
 
 def reference_networks(vgg: Path, decoder: Path, device: torch.device) -> tuple[nn.Module, nn.Module]:
     """The pytorch-AdaIN ``test.py`` networks: VGG truncated after relu4_1, decoder, fp32, contiguous."""
-    from texturebias.models.adain import adain_decoder, vgg_normalised
+    from texturebias.models.adain_nets import adain_decoder, vgg_normalised
 
     enc = vgg_normalised("max")
     enc.load_state_dict(torch.load(vgg, weights_only=True))

@@ -79,7 +79,7 @@ def baseline(
     from torchvision import transforms
     from torchvision.utils import save_image
 
-    from texturebias.models.adain import adain_decoder, vgg_normalised
+    from texturebias.models.adain_nets import adain_decoder, vgg_normalised
     from texturebias.stylize.adain import adain
 
     enc = vgg_normalised()

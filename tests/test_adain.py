@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from texturebias.errors import CheckpointError
-from texturebias.models.adain import adain_decoder, vgg_normalised
+from texturebias.models.adain_nets import adain_decoder, vgg_normalised
 from texturebias.stylize import AdaIN, StyleStats, adain, mean_std, preserve_color
 from texturebias.stylize.augment import StyleAugment, style_bank
 from texturebias.stylize.networks import mirrored_decoder, small_vgg_encoder

@@ -16,7 +16,9 @@ import torch
 
 from texturebias.data.labels import texture_category
 from texturebias.demo import world
-from texturebias.demo.pipeline import QUICK, DemoConfig, DemoSizes, evaluate_findings, run_demo
+from texturebias.demo.config import QUICK, DemoConfig, DemoSizes
+from texturebias.demo.findings import evaluate_findings
+from texturebias.demo.pipeline import run_demo
 from texturebias.errors import TextureBiasError
 from texturebias.models import create_model, get_model_entry, resolve_preprocessing
 

@@ -327,6 +327,6 @@ def test_one_checkpoint_with_several_models_is_refused_before_any_work(
     args = [a.replace("{d}", str(tmp_path)) for a in argv]
     code = main([*args, "--model", "resnet18", "--model", "alexnet", "--checkpoint", str(ckpt)])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2  # usage error (README: bad usage exits 2)
     assert "--checkpoint needs exactly one --model (got 2: resnet18, alexnet)" in err
     assert "Traceback" not in err and not (tmp_path / "o").exists()

@@ -212,7 +212,7 @@ def test_shape_bias_cli_errors(tmp_path, capsys) -> None:
     assert main(["shape-bias", "--stimuli", str(tmp_path / "bad"), "--no-download", "--no-humans"]) == 1
     assert "16 categories" in capsys.readouterr().err
     args = ["shape-bias", "--model", "efficientnet_lite0", "--model", "efficientnet_lite1", "--checkpoint", "x.pth"]
-    assert main(args) == 1
+    assert main(args) == 2  # bad usage (README: exit 2)
 
 
 @pytest.mark.slow

@@ -203,3 +203,18 @@ def test_unreadable_style_is_redrawn_deterministically(tmp_path: Path) -> None:
     first_good = next(a for a in range(10) if pick_style(item, 0, 2, a) == 1)
     assert idx == 1 and style.shape == (3, 32, 32) and len(problems) == first_good
     assert "bad.png" in problems[0] and "truncated" in problems[0]
+
+
+def test_cli_precision_auto(
+    setup: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import texturebias.utils.device as device_module
+    from texturebias.cli import main
+
+    monkeypatch.setattr(device_module, "cpu_has_bf16_hardware", lambda: False)  # as on AVX2-only CPUs
+    out = setup["root"] / "cli-auto"
+    args = ["stylize", str(setup["content"]), str(setup["styles"]), str(out), "--vgg", str(setup["vgg"]),
+            "--decoder", str(setup["decoder"]), "--limit", "1", "--workers", "0", "--device", "cpu",
+            "--precision", "auto", *(f"--{k.replace('_', '-')}={v}" for k, v in SMALL.items())]  # fmt: skip
+    assert main(args) == 0
+    assert "--precision auto: fp32 (no bf16 hardware" in capsys.readouterr().out

@@ -13,7 +13,7 @@ from PIL import Image
 from detinit import detinit_state_dict
 from texturebias.cli import main
 from texturebias.errors import TextureBiasError
-from texturebias.models.adain import RELU_INDICES
+from texturebias.models.adain_nets import RELU_INDICES
 from texturebias.texture.gram import TextureLoss, gram_loss, gram_matrix
 from texturebias.texture.lbfgs import batched_lbfgs
 from texturebias.texture.network import (

@@ -37,3 +37,17 @@ def test_stable_hash_is_the_same_in_another_process() -> None:
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert int(other.stdout) == stable_hash(0, "a/b.JPEG", 1)
     assert stable_hash(0, "a/b.JPEG", 1) != stable_hash(0, "a/b.JPEG", 2)
+
+
+def test_resolve_precision_auto_picks_bf16_only_with_bf16_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    import texturebias.utils.device as device_module
+    from texturebias.utils.device import resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    monkeypatch.setattr(device_module, "cpu_has_bf16_hardware", lambda: False)
+    assert resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr(device_module, "cpu_has_bf16_hardware", lambda: True)
+    assert resolve_precision("auto", cpu) == "bf16"

@@ -61,7 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         _check_device_flags(args)
-        result = args.func(args)
+        _prepare_output(args)
+        from texturebias.utils.download import offline_hints
+
+        with offline_hints(**getattr(args, "offline_hints", {})):
+            result = args.func(args)
     except UsageError as exc:
         print(f"texturebias {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -76,6 +80,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     return int(result or 0)
+
+
+def _prepare_output(args: argparse.Namespace) -> None:
+    """Create the command's output folder (``--out DIR`` or ``OUT_DIR``) before it loads or computes anything.
+
+    An output that is an existing file or cannot be created is then one line at once, not a traceback after the
+    inference (:func:`~texturebias.utils.io.prepare_output_dir`). Commands whose ``--out`` names a file set the
+    parser default ``out_is_file``.
+    """
+    if getattr(args, "out_is_file", False):
+        return
+    from texturebias.utils.io import prepare_output_dir
+
+    for name in ("out", "out_dir"):
+        value = getattr(args, name, None)
+        if isinstance(value, (str, os.PathLike)):
+            prepare_output_dir(value)
 
 
 def _check_device_flags(args: argparse.Namespace) -> None:

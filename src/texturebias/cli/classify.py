@@ -10,6 +10,7 @@ from texturebias.cli.common import (
     add_preprocessing_arguments,
     positive_int,
     preprocessing_overrides,
+    print_failed,
 )
 from texturebias.errors import TextureBiasError
 
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from texturebias.data.images import expand_image_args
+    from texturebias.data.images import UnreadableImage, expand_image_args
     from texturebias.data.samples import sample_photo_paths
     from texturebias.evaluate.classify import classify_images
 
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         paths += sample_photo_paths()
     if not paths:
         raise TextureBiasError("no images given (pass IMAGE paths or --samples)")
+    failed: list[UnreadableImage] = []
     preds = classify_images(
         paths,
         args.model,
@@ -49,9 +51,11 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         preprocessing_overrides=preprocessing_overrides(args),
+        failed=failed,
     )
     for pred in preds:
         print(pred.path)
         for rank, (idx, label, prob) in enumerate(zip(pred.indices, pred.labels, pred.probabilities, strict=True), 1):
             print(f"  {rank}. {label:<32} {prob:7.2%}  (class {idx})")
+    print_failed(failed)
     return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +130,21 @@ def unit_float(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a value in [0, 1], got {value}")
     return value
+
+
+def print_failed(failed: Sequence[Any], csv_path: str | Path | None = None, *, limit: int = 10) -> None:
+    """The summary line of the inputs a job could not read (``UnreadableImage`` records), and the first few.
+
+    Args:
+        failed: ``(path, reason)`` records.
+        csv_path: Where they are listed in full (``failed.csv``); ``None`` when the command writes no folder.
+        limit: Records shown.
+    """
+    if not failed:
+        return
+    where = f" (listed in {csv_path})" if csv_path is not None else ""
+    print(f"{len(failed)} input(s) could not be read and were left out{where}:")
+    for path, reason in list(failed)[:limit]:
+        print(f"  {path}: {reason}")
+    if len(failed) > limit:
+        print(f"  ... and {len(failed) - limit} more")

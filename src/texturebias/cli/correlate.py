@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     add_device_arguments(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, offline_hints={"weights": "pass it with --checkpoint-a PATH / --checkpoint-b PATH"})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -283,7 +283,7 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", type=Path, required=True, metavar="PATH", help="detector.pt or checkpoint_last.pt")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="output .pth file")
-    p.set_defaults(func=run_export)
+    p.set_defaults(func=run_export, out_is_file=True)
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from texturebias.cli.common import (
     non_negative_int,
     positive_int,
     preprocessing_overrides,
+    print_failed,
 )
 
 
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_arguments(p)
     add_preprocessing_arguments(p)
     p.add_argument("--data", type=Path, required=True, metavar="DIR", help="ImageFolder root")
-    p.add_argument("--out", type=Path, metavar="DIR", help="write summary.json and per_class.csv here")
+    p.add_argument("--out", type=Path, metavar="DIR", help="write summary.json, per_class.csv and failed.csv here")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--workers", type=non_negative_int, default=4, help="data-loading processes (default 4)")
     add_device_arguments(p, precision=True)
@@ -46,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     m = result.metrics
     print(f"{result.model} on {result.data}: {m.n} images, {len(m.per_class)} classes")
     print(f"top-1 {m.top1:.2%}  top-5 {m.top5:.2%}  loss {m.loss:.4f}")
+    print_failed(result.failed, args.out / "failed.csv" if args.out is not None else None)
     if args.out is not None:
-        print(f"wrote {args.out / 'summary.json'} and {args.out / 'per_class.csv'}")
+        print(f"wrote {args.out / 'summary.json'}, {args.out / 'per_class.csv'} and {args.out / 'failed.csv'} "
+              f"({len(result.failed)} unreadable image(s) left out)")  # fmt: skip
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from texturebias.cli.common import (
     add_device_arguments,
@@ -10,6 +11,7 @@ from texturebias.cli.common import (
     add_preprocessing_arguments,
     positive_int,
     preprocessing_overrides,
+    print_failed,
 )
 from texturebias.errors import TextureBiasError
 
@@ -57,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from texturebias.data.images import expand_image_args
+    from texturebias.data.images import UnreadableImage, expand_image_args
     from texturebias.data.labels import class_index
     from texturebias.explain.heatmaps import heatmaps_for_images
 
@@ -67,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     targets = None
     if args.target:
         targets = [class_index(t.strip()) for item in args.target for t in item.split(",") if t.strip()]
+    failed: list[UnreadableImage] = []
     results = heatmaps_for_images(
         paths,
         args.out,
@@ -78,8 +81,10 @@ def run(args: argparse.Namespace) -> int:
         resize=args.resize,
         device=args.device,
         preprocessing_overrides=preprocessing_overrides(args),
+        failed=failed,
     )
     for r in results:
         print(f"{r.image}  {r.class_name} ({r.class_index})  image logit {r.image_logit:.3f}  -> {r.npy}")
-    print(f"{len(results)} map(s) in {args.out} (grid.png, heatmaps.csv)")
+    print_failed(failed, Path(args.out) / "failed.csv")
+    print(f"{len(results)} map(s) in {args.out} (grid.png, heatmaps.csv), {len(failed)} unreadable image(s) left out")
     return 0

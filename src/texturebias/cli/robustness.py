@@ -20,6 +20,7 @@ from texturebias.cli.common import (
     non_negative_int,
     positive_int,
     preprocessing_overrides,
+    print_failed,
 )
 
 
@@ -73,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--human-data", type=Path, metavar="DIR", help="model-vs-human raw-data folder")
     r.add_argument("--no-humans", action="store_true", help="do not add human curves")
     _add_decision_arguments(r)
-    r.set_defaults(func=run_robustness)
+    r.set_defaults(func=run_robustness, offline_hints={"data": "pass the human raw data with --human-data DIR"})
 
     b = sub.add_parser(
         "benchmark",
@@ -90,7 +91,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--human-data", type=Path, metavar="DIR", help="model-vs-human raw-data folder")
     b.add_argument("--no-resume", action="store_true", help="re-run models even when trial CSVs exist")
     _add_decision_arguments(b)
-    b.set_defaults(func=run_benchmark)
+    b.set_defaults(
+        func=run_benchmark,
+        offline_hints={"data": "pass a folder holding the datasets with --data DIR (humans: --human-data DIR)"},
+    )
 
 
 def _add_decision_arguments(p: argparse.ArgumentParser) -> None:
@@ -124,7 +128,8 @@ def run_robustness(args: argparse.Namespace) -> int:
               max_images=args.max_images, preprocessing_overrides=preprocessing_overrides(args))  # fmt: skip
     table = res.accuracy.pivot_table(index=["distortion", "condition"], columns="subj", values="accuracy", sort=False)
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
-    print(f"wrote {len(res.files)} file(s) to {args.out}")
+    print_failed(res.failed, args.out / "failed.csv")
+    print(f"wrote {len(res.files)} file(s) to {args.out} ({len(res.failed)} unreadable image(s) left out)")
     return 0
 
 
@@ -140,5 +145,6 @@ def run_benchmark(args: argparse.Namespace) -> int:
     print(res.per_dataset[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print()
     print(res.leaderboard.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"wrote {len(res.files)} file(s) to {args.out}")
+    print_failed(res.failed, args.out / "failed.csv")
+    print(f"wrote {len(res.files)} file(s) to {args.out} ({len(res.failed)} unreadable image(s) left out)")
     return 0

@@ -13,6 +13,7 @@ from texturebias.cli.common import (
     model_names,
     positive_int,
     preprocessing_overrides,
+    print_failed,
 )
 
 
@@ -85,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         ci = f"[{lo:.3f}, {hi:.3f}]" if not math.isnan(lo) else ""
         print(f"{who:<28} {sb.shape_bias:>10.4f}  {ci:>15}  {sb.n_shape:>6} {sb.n_texture:>7} {sb.n_other:>6}")
     for m in report.models:
+        failed = [f for fs in m.failed.values() for f in fs]
+        print_failed(failed, m.files.get("failed"))
         acc = ", ".join(f"{k} {v:.3f}" for k, v in m.accuracy.items())
         print(f"{m.name}: 16-class accuracy: {acc}")
         for set_name, c in m.consistency.items():

@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a model on ImageFolder data (IN, SIN, SIN+IN, fine-tuning)",
         description="Train a registered model with SGD + step decay. Several --data folders are concatenated "
-        "with one label space (SIN+IN). Runs unchanged under `torchrun --nproc_per_node=N -m texturebias.cli "
+        "with one label space (SIN+IN). Runs unchanged under `torchrun --nproc_per_node=N -m texturebias "
         "train ...` (DDP). Recipes (REFERENCE §4; lr scaled with the global batch): " + recipes,
     )
     p.add_argument("--model", metavar="NAME", help="registered model name (see `texturebias models`)")
@@ -88,7 +88,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="decode every image once and keep it in memory (small data sets; same results, faster)",
     )
     p.add_argument("--device", help="auto (default), cpu, cuda")
-    p.set_defaults(func=run, pretrained=None)
+    p.set_defaults(
+        func=run,
+        pretrained=None,
+        offline_hints={
+            "weights": "pass it with --init CHECKPOINT (the stylization networks with --stylize-vgg PATH and "
+            "--stylize-decoder PATH)"
+        },
+    )
 
 
 _OVERRIDES = (

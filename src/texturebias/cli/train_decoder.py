@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train the AdaIN decoder with the frozen normalised VGG-19 encoder: content + 10 x style "
         "loss, Adam 1e-4 with 1/(1+5e-5 it) decay, batch 8, random 256 crops of 512-resized images. Rerun the "
         "same command to resume from OUT/checkpoint.pth. The checkpoint loads into `texturebias stylize "
-        "--decoder`.",
+        "CONTENT_DIR STYLE_DIR OUT_DIR --decoder OUT/checkpoint.pth`.",
     )
     p.add_argument("--content", type=Path, required=True, metavar="DIR", help="content images (MS-COCO)")
     p.add_argument("--styles", type=Path, required=True, metavar="DIR", help="style images (WikiArt)")
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=non_negative_int, default=2)
     p.add_argument("--no-resume", dest="resume", action="store_false", help="refuse to continue a checkpoint")
     add_device_arguments(p, precision=True)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, offline_hints={"weights": "pass it with --vgg PATH"})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from texturebias.data.labels import CATEGORIES, texture_category
 from texturebias.errors import DataError, DownloadError
-from texturebias.utils.download import check_hash, download_file, sha256_file, texturebias_home
+from texturebias.utils.download import check_hash, download_file, offline_hint, sha256_file, texturebias_home
 from texturebias.utils.progress import get_logger, progress
 
 DATA_ENV = "TEXTUREBIAS_DATA"
@@ -268,9 +268,10 @@ def fetch_dataset(
     src_root = base / ds.local_root
     missing = [f for f in ds.files if not _present(src_root, f)]
     if missing and not download:
+        advice = offline_hint("data", "pass --stimuli DIR")
         raise DataError(
             f"{name}: {len(missing)} of {len(ds.files)} files missing in {src_root} "
-            f"(run `texturebias data fetch {name}`, or pass a local copy with --stimuli DIR / ${DATA_ENV})"
+            f"(run `texturebias data fetch {name}`, or {advice} with a local copy, or set ${DATA_ENV})"
         )
     if missing:
         _log.info("fetching %d file(s) of %s into %s", len(missing), name, src_root)
@@ -280,8 +281,9 @@ def fetch_dataset(
             download_file(ds.url(f), dest, sha256=f.sha256, show_progress=False)
         except DownloadError as exc:
             reason = str(exc).split(" If this machine is offline")[0].rstrip(".")
+            advice = offline_hint("data", "pass --stimuli DIR")
             raise DownloadError(
-                f"{name}: {reason}. Offline? Copy the data set from a machine that has it and pass --stimuli DIR, "
+                f"{name}: {reason}. Offline? Copy the data set from a machine that has it and {advice}, "
                 f"or set ${DATA_ENV} to a data folder laid out like <root>/{ds.local_root}/{ds.folder}"
             ) from None
         if f.extract:
@@ -340,6 +342,9 @@ def validate_dataset(
         name: Registry name.
         folder: The data set's folder (default: resolved by :func:`dataset_dir` without downloading).
         check_hashes: Also hash every file (slower).
+
+    Raises:
+        DataError: ``folder`` is given but is not a folder.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -350,6 +355,8 @@ def validate_dataset(
         except DataError as exc:
             return ValidationReport(name, Path("?"), len(ds._payload()), 0, [str(exc)])
     root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"{name}: folder not found: {root}")
     payload = ds._payload()
     prefix = ds.folder.rstrip("/") + "/"
     problems: list[str] = []

@@ -520,10 +520,75 @@ def run_folder_job(
     Raises:
         DataError: ``input_dir`` missing or without images, or ``output_dir`` inside ``input_dir`` is the same.
     """
-    in_dir = Path(input_dir)
-    out_dir = Path(output_dir)
+    in_dir, out_dir = Path(input_dir), Path(output_dir)
     if image_format not in FORMATS:
         raise DataError(f"unsupported output format {image_format!r} (choose from {', '.join(FORMATS)})")
+    paths = _select_inputs(in_dir, out_dir, limit)
+    info = dist or dist_info()
+    items = [JobItem(i, p, p.relative_to(in_dir).as_posix(), seed) for i, p in enumerate(paths)]
+    preset_errors = _collision_errors(items) if check_collisions else {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if settings is not None:
+        check_job_settings(out_dir, settings, what=desc.split(" ")[0], write=info.rank == 0)
+    summary = FolderJobSummary(in_dir, out_dir, total_inputs=len(items))
+    units = (
+        [items[i : i + shard_size] for i in range(0, len(items), shard_size)] if shard_size else [[it] for it in items]
+    )
+    todo, unit_of = _plan_work(
+        units, shard(list(range(len(units))), info), out_dir, summary, shard_size, expected_outputs
+    )
+
+    end_group = _long_barrier_group()
+    encoder = _Encoder(image_format, quality, png_compress_level, layout)
+    journal = _Journal(_journal_path(out_dir, info.rank))
+    threads = write_threads or max(2, workers)
+    bar = progress(total=len(todo), desc=desc, unit="img")
+    writer: _TreeWriter | _ShardWriter = (
+        _ShardWriter(out_dir, encoder, journal, bar, units, unit_of)
+        if shard_size
+        else _TreeWriter(out_dir, encoder, journal, bar, threads, max_pending=4 * threads * batch_size)
+    )
+    start = time.perf_counter()
+    completed = False
+    try:
+        for batch in _loader(todo, load, batch_size, workers, preset_errors, load_item):
+            batch_items = [todo[i] for i, _, _ in batch]
+            ok_items, ok_data = [], []
+            for (_, data, err), item in zip(batch, batch_items, strict=True):
+                if err is not None:
+                    writer.fail(item, err)
+                else:
+                    ok_items.append(item)
+                    ok_data.append(data)
+            for item, result in zip(ok_items, _process_safely(process_batch, ok_items, ok_data), strict=True):
+                if result.error is not None:
+                    writer.fail(item, result.error)
+                else:
+                    writer.add(item, result)
+                    summary.processed += 1
+            writer.after_batch(batch_items[-1])
+            bar.set_postfix_str(
+                f"{summary.processed / max(time.perf_counter() - start, 1e-9):.1f} img/s", refresh=False
+            )
+        writer.finish()
+        completed = True
+    finally:
+        writer.close()
+        journal.close()
+        bar.close()
+        summary.seconds = time.perf_counter() - start
+        if completed:
+            _final_barrier(end_group)  # every rank's journal is complete before rank 0 merges them
+        if info.is_main and (completed or not info.distributed):
+            summary.failed = finalize_records(out_dir, [it.relpath for it in items], manifest_fields)
+            summary.done_total = sum(1 for r in _manifest_records(out_dir) if r.get("status") == "done")
+    if info.is_main:
+        get_logger("folder_job").debug(summary.describe())
+    return summary
+
+
+def _select_inputs(in_dir: Path, out_dir: Path, limit: int | None) -> list[Path]:
+    """The input images, minus anything under ``out_dir`` when it lies inside ``in_dir``."""
     paths = find_images(in_dir)
     if out_dir.resolve() == in_dir.resolve():
         raise DataError("the output folder must differ from the input folder")
@@ -539,176 +604,201 @@ def run_folder_job(
         paths = paths[:limit]
     if not paths:
         raise DataError(f"{in_dir}: no images found")
-    info = dist or dist_info()
-    items = [JobItem(i, p, p.relative_to(in_dir).as_posix(), seed) for i, p in enumerate(paths)]
-    inputs = [it.relpath for it in items]
-    # x.jpg and x.png would both write x.png: the first in sorted order wins, the others are recorded as failed.
+    return paths
+
+
+def _collision_errors(items: Sequence[JobItem]) -> dict[int, str]:
+    """x.jpg and x.png would both write x.png: the first in sorted order wins, the others are recorded as failed."""
     first_by_stem: dict[str, str] = {}
-    preset_errors: dict[int, str] = {}
-    for it in items if check_collisions else ():
+    errors: dict[int, str] = {}
+    for it in items:
         other = first_by_stem.setdefault(it.stem.lower(), it.relpath)
         if other != it.relpath:
-            preset_errors[it.index] = f"output name collides with {other} (same path without extension)"
-    ext = "jpg" if image_format == "jpeg" else image_format
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if settings is not None:
-        check_job_settings(out_dir, settings, what=desc.split(" ")[0], write=info.rank == 0)
-    log = get_logger("folder_job")
+            errors[it.index] = f"output name collides with {other} (same path without extension)"
+    return errors
 
-    # Units of work: single items (file tree) or whole shards (tar). Ranks take round-robin units.
-    if shard_size:
-        units = [items[i : i + shard_size] for i in range(0, len(items), shard_size)]
-    else:
-        units = [[it] for it in items]
-    unit_ids = shard(list(range(len(units))), info)
+
+def _plan_work(
+    units: list[list[JobItem]],
+    unit_ids: Sequence[int],
+    out_dir: Path,
+    summary: FolderJobSummary,
+    shard_size: int | None,
+    expected_outputs: Callable[[JobItem], Collection[str]] | None,
+) -> tuple[list[JobItem], dict[int, int]]:
+    """This rank's items still to do (in input order) and the unit (shard) of each; counts what is done."""
     records = _all_records(out_dir)
-    summary = FolderJobSummary(in_dir, out_dir, total_inputs=len(items))
     todo: list[JobItem] = []
-    shard_of: dict[int, int] = {}
+    unit_of: dict[int, int] = {}
     for uid in unit_ids:
         unit = units[uid]
         if shard_size:
-            shard_path = out_dir / f"shard-{uid:06d}.tar"
             # A shard is renamed into place before its records are journaled: skip it only when both exist.
-            if shard_path.is_file() and all(it.relpath in records for it in unit):
+            if _shard_path(out_dir, uid).is_file() and all(it.relpath in records for it in unit):
                 summary.skipped_done += len(unit)
                 continue
         elif _is_done(records.get(unit[0].relpath), out_dir, expected_outputs(unit[0]) if expected_outputs else None):
             summary.skipped_done += 1
             continue
         for it in unit:
-            shard_of[it.index] = uid
+            unit_of[it.index] = uid
         todo.extend(unit)
+    return todo, unit_of
 
-    end_group = _long_barrier_group()
-    journal = _open_journal(_journal_path(out_dir, info.rank))
-    threads = write_threads or max(2, workers)
-    pool = ThreadPoolExecutor(max_workers=threads)
-    start = time.perf_counter()
-    bar = progress(total=len(todo), desc=desc, unit="img")
-    pending_shard: dict[int, list[tuple[JobItem, list[tuple[str, bytes]], dict[str, Any]]]] = {}
 
-    def record(rec: dict[str, Any]) -> None:
-        journal.write(json.dumps(rec, sort_keys=True) + "\n")
+def _shard_path(out_dir: Path, uid: int) -> Path:
+    return out_dir / f"shard-{uid:06d}.tar"
 
-    def fail(item: JobItem, reason: str) -> None:
-        record({"input": item.relpath, "status": "failed", "reason": reason})
 
-    def encode_all(item: JobItem, result: ItemResult) -> tuple[list[tuple[str, str, bytes]], dict[str, Any]]:
-        files = []
-        rows = []
+class _Journal:
+    """This rank's record of finished items, one JSON line each, flushed as it goes (what resume reads)."""
+
+    def __init__(self, path: Path) -> None:
+        self._fh = _open_journal(path)
+
+    def record(self, rec: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(rec, sort_keys=True) + "\n")
+
+    def fail(self, item: JobItem, reason: str) -> None:
+        self.record({"input": item.relpath, "status": "failed", "reason": reason})
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+@dataclass
+class _Encoder:
+    """Outputs of one item → encoded files and the item's record rows."""
+
+    image_format: str
+    quality: int
+    png_compress_level: int
+    layout: Callable[[str, str, str], str]
+
+    @property
+    def ext(self) -> str:
+        return "jpg" if self.image_format == "jpeg" else self.image_format
+
+    def encode(self, item: JobItem, result: ItemResult) -> tuple[list[tuple[str, str, bytes]], dict[str, Any]]:
+        files, rows = [], []
         for name in sorted(result.outputs):
-            data = encode_image(result.outputs[name], image_format, quality, png_compress_level)
-            rel_out = layout(name, item.stem, ext)
+            data = encode_image(result.outputs[name], self.image_format, self.quality, self.png_compress_level)
+            rel_out = self.layout(name, item.stem, self.ext)
             files.append((name, rel_out, data))
-            rows.append(
-                {
-                    "input": item.relpath,
-                    "output_name": name,
-                    "output": rel_out,
-                    "status": "done",
-                    **_info_for(result.info, name),
-                }
-            )
+            rows.append({"input": item.relpath, "output_name": name, "output": rel_out, "status": "done",
+                         **_info_for(result.info, name)})  # fmt: skip
         return files, {"input": item.relpath, "status": "done", "rows": rows}
 
-    def write_tree(item: JobItem, result: ItemResult) -> dict[str, Any]:
-        files, rec = encode_all(item, result)
+
+class _TreeWriter:
+    """Writes each item's files in a thread pool; journals an item only after all its files are renamed."""
+
+    def __init__(
+        self, out_dir: Path, encoder: _Encoder, journal: _Journal, bar: Any, threads: int, max_pending: int
+    ) -> None:
+        self.out_dir, self.encoder, self.journal, self.bar = out_dir, encoder, journal, bar
+        self.pool = ThreadPoolExecutor(max_workers=threads)
+        self.futures: list[tuple[JobItem, Future[dict[str, Any]]]] = []
+        self.max_pending = max_pending
+
+    def _write(self, item: JobItem, result: ItemResult) -> dict[str, Any]:
+        files, rec = self.encoder.encode(item, result)
         for _, rel_out, data in files:
-            _write_file(out_dir / rel_out, data)
+            _write_file(self.out_dir / rel_out, data)
         return rec
 
-    def flush_shard(uid: int) -> None:
-        entries = pending_shard.pop(uid)
+    def add(self, item: JobItem, result: ItemResult) -> None:
+        self.futures.append((item, self.pool.submit(self._write, item, result)))
+
+    def fail(self, item: JobItem, reason: str) -> None:
+        self.journal.fail(item, reason)
+        self.bar.update(1)
+
+    def after_batch(self, last: JobItem) -> None:
+        # Bound memory: do not let encoded-but-unwritten outputs pile up.
+        self._drain(block=len(self.futures) > self.max_pending)
+
+    def _drain(self, block: bool) -> None:
+        """Journal finished writes in order."""
+        while self.futures and (block or self.futures[0][1].done()):
+            item, fut = self.futures.pop(0)
+            try:
+                self.journal.record(fut.result())
+            except Exception as exc:  # disk full, encoder error: record, keep going
+                self.journal.fail(item, f"write failed: {type(exc).__name__}: {exc}")
+            self.bar.update(1)
+        self.journal.flush()
+
+    def finish(self) -> None:
+        self._drain(block=True)
+
+    def close(self) -> None:
+        self._drain(block=True)
+        self.pool.shutdown(wait=True)
+
+
+class _ShardWriter:
+    """Collects whole units of inputs and writes each as one tar shard once the loader has passed its end."""
+
+    def __init__(
+        self,
+        out_dir: Path,
+        encoder: _Encoder,
+        journal: _Journal,
+        bar: Any,
+        units: list[list[JobItem]],
+        unit_of: dict[int, int],
+    ) -> None:
+        self.out_dir, self.encoder, self.journal, self.bar = out_dir, encoder, journal, bar
+        self.units, self.unit_of = units, unit_of
+        self.pending: dict[int, list[tuple[JobItem, list[tuple[str, str, bytes]], dict[str, Any]]]] = {}
+
+    def add(self, item: JobItem, result: ItemResult) -> None:
+        files, rec = self.encoder.encode(item, result)
+        self.pending.setdefault(self.unit_of[item.index], []).append((item, files, rec))
+        self.bar.update(1)
+
+    def fail(self, item: JobItem, reason: str) -> None:
+        self.journal.fail(item, reason)
+        self.pending.setdefault(self.unit_of[item.index], [])
+        self.bar.update(1)
+
+    def after_batch(self, last: JobItem) -> None:
+        # A shard is complete once the loader has moved past its last item.
+        last_uid = self.unit_of[last.index]
+        last_in_unit = self.units[last_uid][-1].index == last.index
+        for uid in sorted(self.pending):
+            if uid < last_uid or (uid == last_uid and last_in_unit):
+                self._flush(uid)
+        self.journal.flush()
+
+    def _flush(self, uid: int) -> None:
         members: list[tuple[str, bytes]] = []
         recs = []
-        for item, files, rec in entries:
+        for item, files, rec in self.pending.pop(uid):
             key = _wds_key(item.stem)
             for name, _, data in files:
-                members.append((f"{key}.{name + '.' if name else ''}{ext}", data))
-            meta = {"input": item.relpath, "outputs": [r for r in rec.get("rows", [])]}
+                members.append((f"{key}.{name + '.' if name else ''}{self.encoder.ext}", data))
+            meta = {"input": item.relpath, "outputs": list(rec.get("rows", []))}
             members.append((f"{key}.json", json.dumps(meta, sort_keys=True).encode()))
             recs.append(rec)
-        shard_name = f"shard-{uid:06d}.tar"
-        _write_shard(out_dir / shard_name, members)
+        path = _shard_path(self.out_dir, uid)
+        _write_shard(path, members)
         for rec in recs:
             for row in rec.get("rows", []):
-                row["output"] = shard_name
-            record(rec)
+                row["output"] = path.name
+            self.journal.record(rec)
 
-    futures: list[tuple[JobItem, Future]] = []
-    completed = False
+    def finish(self) -> None:
+        for uid in sorted(self.pending):
+            self._flush(uid)
+        self.journal.flush()
 
-    def drain(block: bool) -> None:
-        """Journal finished writes in order (an item is journaled only once its files are renamed)."""
-        while futures and (block or futures[0][1].done()):
-            item, fut = futures.pop(0)
-            try:
-                record(fut.result())
-            except Exception as exc:  # disk full, encoder error: record, keep going
-                fail(item, f"write failed: {type(exc).__name__}: {exc}")
-            bar.update(1)
-        journal.flush()
-
-    try:
-        for batch in _loader(todo, load, batch_size, workers, preset_errors, load_item):
-            ok_items: list[JobItem] = []
-            ok_data: list[Any] = []
-            batch_items = [todo[i] for i, _, _ in batch]
-            for (_, data, err), item in zip(batch, batch_items, strict=True):
-                if err is not None:
-                    fail(item, err)
-                    if shard_size:
-                        pending_shard.setdefault(shard_of[item.index], [])
-                    bar.update(1)
-                else:
-                    ok_items.append(item)
-                    ok_data.append(data)
-            results = _process_safely(process_batch, ok_items, ok_data)
-            for item, result in zip(ok_items, results, strict=True):
-                if result.error is not None:
-                    fail(item, result.error)
-                    if shard_size:
-                        pending_shard.setdefault(shard_of[item.index], [])
-                    bar.update(1)
-                    continue
-                if shard_size:
-                    files, rec = encode_all(item, result)
-                    pending_shard.setdefault(shard_of[item.index], []).append((item, files, rec))
-                    bar.update(1)
-                else:
-                    futures.append((item, pool.submit(write_tree, item, result)))
-                summary.processed += 1
-            if shard_size:
-                # A shard is complete once the loader has moved past its last item.
-                last_uid = shard_of[batch_items[-1].index]
-                last_in_unit = units[last_uid][-1].index == batch_items[-1].index
-                for uid in sorted(pending_shard):
-                    if uid < last_uid or (uid == last_uid and last_in_unit):
-                        flush_shard(uid)
-            # Bound memory: do not let encoded-but-unwritten outputs pile up.
-            drain(block=len(futures) > 4 * threads * batch_size)
-            bar.set_postfix_str(
-                f"{summary.processed / max(time.perf_counter() - start, 1e-9):.1f} img/s", refresh=False
-            )
-        drain(block=True)
-        for uid in sorted(pending_shard):
-            flush_shard(uid)
-        completed = True
-    finally:
-        drain(block=True)
-        pool.shutdown(wait=True)
-        journal.close()
-        bar.close()
-        summary.seconds = time.perf_counter() - start
-        if completed:
-            _final_barrier(end_group)  # every rank's journal is complete before rank 0 merges them
-        if info.is_main and (completed or not info.distributed):
-            summary.failed = finalize_records(out_dir, inputs, manifest_fields)
-            summary.done_total = sum(1 for r in _manifest_records(out_dir) if r.get("status") == "done")
-    if info.is_main:
-        log.debug(summary.describe())
-    return summary
+    def close(self) -> None:
+        self.journal.flush()
 
 
 def _long_barrier_group() -> Any:

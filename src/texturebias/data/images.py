@@ -10,14 +10,24 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from texturebias.errors import DataError, ImageReadError
+from texturebias.utils.io import write_csv
+from texturebias.utils.progress import progress
+
+Item = TypeVar("Item")
+Loaded = TypeVar("Loaded")
+
+#: Where every job that reads many images records the ones it could not read (columns ``input, reason``).
+FAILED_CSV = "failed.csv"
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
@@ -93,13 +103,15 @@ def load_image(path: str | os.PathLike[str], *, mode: str = "RGB") -> Image.Imag
         ImageReadError: missing, empty, truncated, not an image, or too large; the message says which.
     """
     p = Path(path)
-    if not p.exists():
-        raise ImageReadError(f"{p}: file not found")
-    if p.is_dir():
-        raise ImageReadError(f"{p}: is a folder, not an image")
-    if p.stat().st_size == 0:
-        raise ImageReadError(f"{p}: empty file (0 bytes)")
     try:
+        if not p.exists():
+            raise ImageReadError(f"{p}: file not found")
+        if p.is_dir():
+            raise ImageReadError(f"{p}: is a folder, not an image")
+        if not p.is_file():
+            raise ImageReadError(f"{p}: not a regular file (a FIFO, socket or device)")
+        if p.stat().st_size == 0:
+            raise ImageReadError(f"{p}: empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as opened:
@@ -110,6 +122,8 @@ def load_image(path: str | os.PathLike[str], *, mode: str = "RGB") -> Image.Imag
                 img = _to_rgb(img)
     except ImageReadError:
         raise
+    except PermissionError:
+        raise ImageReadError(f"{p}: permission denied") from None
     except UnidentifiedImageError:
         raise ImageReadError(f"{p}: not a readable image file") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -121,6 +135,100 @@ def load_image(path: str | os.PathLike[str], *, mode: str = "RGB") -> Image.Imag
     if mode != "RGB":
         raise ValueError(f"unsupported mode {mode!r}")
     return img
+
+
+class UnreadableImage(NamedTuple):
+    """An input image that could not be read: recorded (``failed.csv``) and skipped, never fatal for the others."""
+
+    path: Path
+    reason: str
+
+    @classmethod
+    def from_error(cls, path: str | os.PathLike[str], exc: ImageReadError) -> UnreadableImage:
+        """The record of ``exc`` raised for ``path``; the reason without the ``<path>: `` prefix of the message."""
+        message = str(exc)
+        prefix = f"{path}: "
+        return cls(Path(path), message[len(prefix) :] if message.startswith(prefix) else message)
+
+
+def readable_or_failed(
+    load: Callable[[Item], Loaded], path_of: Callable[[Item], str | os.PathLike[str]] | None = None
+) -> Callable[[Item], Loaded | UnreadableImage]:
+    """Wrap ``load`` so that an :class:`ImageReadError` becomes an :class:`UnreadableImage` value instead.
+
+    The one mechanism by which a job that reads many images goes on past a bad one: the loader returns the
+    record, the caller keeps the good items and collects the records (``failed.csv`` and a count in its summary).
+
+    Args:
+        load: Loads one item (a path, or a job whose path ``path_of`` gives).
+        path_of: The image path of an item; default: the item itself.
+    """
+
+    def guarded(item: Item) -> Loaded | UnreadableImage:
+        try:
+            return load(item)
+        except ImageReadError as exc:
+            path = path_of(item) if path_of is not None else item
+            return UnreadableImage.from_error(path, exc)  # type: ignore[arg-type]
+
+    return guarded
+
+
+def check_readable(
+    paths: Iterable[str | os.PathLike[str]], *, threads: int | None = None, desc: str | None = None
+) -> list[UnreadableImage]:
+    """Read every image fully with :func:`load_image` and return the ones that fail, in input order.
+
+    Used where a job must refuse up front rather than skip (training: an epoch must not die at hour three) and
+    to re-check inputs recorded as failed before their results are reused. Decoding runs in threads (PIL
+    releases the GIL).
+
+    Args:
+        paths: Image files.
+        threads: Decoding threads (default: the CPU count, at most 8).
+        desc: Progress-bar label; ``None`` shows no bar.
+    """
+    files = [Path(p) for p in paths]
+    check = readable_or_failed(lambda p: load_image(p).size)
+    n_threads = threads if threads is not None else max(1, min(8, os.cpu_count() or 1))
+    if n_threads <= 1 or len(files) <= 1:
+        results = [check(p) for p in progress(files, desc=desc, unit="img", disable=True if desc is None else None)]
+    else:
+        with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="texturebias-check") as pool:
+            results = list(progress(pool.map(check, files), total=len(files), desc=desc, unit="img",
+                                    disable=True if desc is None else None))  # fmt: skip
+    return [r for r in results if isinstance(r, UnreadableImage)]
+
+
+def describe_unreadable(failed: Sequence[UnreadableImage], *, limit: int = 5) -> str:
+    """``"a.png (empty file (0 bytes)); b.jpg (...) ... and 3 more"``: the failures for a one-line message."""
+    shown = "; ".join(f"{f.path} ({f.reason})" for f in failed[:limit])
+    return shown + (f" ... and {len(failed) - limit} more" if len(failed) > limit else "")
+
+
+def write_failed_csv(
+    out_dir: str | os.PathLike[str], failed: Iterable[UnreadableImage], *, root: str | os.PathLike[str] | None = None
+) -> Path:
+    """Write ``<out_dir>/failed.csv`` (``input, reason``; header only when nothing failed) atomically.
+
+    Written on every run, so that a failure fixed since the last run does not linger in the folder.
+
+    Args:
+        out_dir: The job's output folder.
+        failed: The inputs that could not be read.
+        root: Write inputs relative to this folder when they lie under it (the folder jobs' convention).
+    """
+
+    def name(path: Path) -> str:
+        if root is not None:
+            try:
+                return path.relative_to(root).as_posix()
+            except ValueError:
+                pass
+        return str(path)
+
+    rows = ({"input": name(Path(f.path)), "reason": f.reason} for f in failed)
+    return write_csv(Path(out_dir) / FAILED_CSV, rows, ["input", "reason"])
 
 
 def image_to_array(img: Image.Image) -> np.ndarray:

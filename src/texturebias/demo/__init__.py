@@ -1,8 +1,11 @@
 """``texturebias demo``: the papers' findings in a generated shapes x textures world, in minutes, offline.
 
-See :func:`texturebias.demo.pipeline.run_demo` and docs/demo.md.
+Modules: ``world`` (the generated shapes x textures world), ``config``, ``steps`` (data sets, stylizer,
+training, evaluation through the toolkit's own commands), ``findings``, ``figures``, ``report``,
+``pipeline`` (:func:`~texturebias.demo.pipeline.run_demo`). See docs/demo.md. May import every other package.
 """
 
-from texturebias.demo.pipeline import DemoConfig, DemoResult, DemoSizes, run_demo
+from texturebias.demo.config import DemoConfig, DemoResult, DemoSizes
+from texturebias.demo.pipeline import run_demo
 
 __all__ = ["DemoConfig", "DemoResult", "DemoSizes", "run_demo"]

@@ -10,8 +10,9 @@ from typing import Any
 
 import torch
 
-from texturebias.data.images import load_image
+from texturebias.data.images import UnreadableImage, describe_unreadable, load_image, readable_or_failed
 from texturebias.data.labels import imagenet_categories
+from texturebias.errors import DataError
 from texturebias.models import get_model_entry, load_model
 from texturebias.models.preprocessing import ResizeMode
 from texturebias.utils.device import resolve_device
@@ -48,6 +49,7 @@ def classify_images(
     resize: ResizeMode = "always",
     device: str = "auto",
     preprocessing_overrides: Mapping[str, Any] | None = None,
+    failed: list[UnreadableImage] | None = None,
 ) -> list[Prediction]:
     """Classify image files with a registered model (pretrained weights unless ``checkpoint`` is given).
 
@@ -61,9 +63,14 @@ def classify_images(
         device: "auto", "cpu", "cuda", ...
         preprocessing_overrides: Fields replacing the model's preprocessing (``mean``, ``std``, ``input_size``,
             ``crop_pct`` or ``resize_size``, ``interpolation``); see :func:`~texturebias.models.resolve_preprocessing`.
+        failed: Collects the images that cannot be read, which are skipped; ``None``: the first one raises
+            :class:`~texturebias.errors.ImageReadError`.
 
     Returns:
-        One :class:`Prediction` per path, in order.
+        One :class:`Prediction` per readable path, in order.
+
+    Raises:
+        DataError: none of the images can be read (with ``failed`` given).
     """
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
@@ -71,12 +78,27 @@ def classify_images(
     model, preprocessing = load_model(model_name, checkpoint, preprocessing_overrides=preprocessing_overrides)
     model = model.to(dev)
     transform = preprocessing.eval_transform(resize)
+
+    def transform_image(path: Path) -> torch.Tensor:
+        return transform(load_image(path))
+
     files = [Path(p) for p in paths]
     out: list[Prediction] = []
     names: list[str] | None = None
+    load = transform_image if failed is None else readable_or_failed(transform_image)
+    unreadable: list[UnreadableImage] = []
     for start in progress(range(0, len(files), batch_size), desc="classify", unit="batch"):
-        chunk = files[start : start + batch_size]
-        x = torch.stack([transform(load_image(p)) for p in chunk]).to(dev)
+        chunk, images = [], []
+        for p in files[start : start + batch_size]:
+            x = load(p)
+            if isinstance(x, UnreadableImage):
+                unreadable.append(x)
+            else:
+                chunk.append(p)
+                images.append(x)
+        if not images:
+            continue
+        x = torch.stack(images).to(dev)
         probs = model(x).float().softmax(dim=-1)
         if names is None:
             names = label_names(model_name, probs.shape[-1])
@@ -84,4 +106,8 @@ def classify_images(
         values, indices = probs.topk(k, dim=-1)
         for p, v, i in zip(chunk, values.tolist(), indices.tolist(), strict=True):
             out.append(Prediction(p, tuple(i), tuple(names[j] for j in i), tuple(v)))
+    if failed is not None:
+        failed.extend(unreadable)
+    if files and not out:
+        raise DataError(f"none of the {len(files)} images could be read: {describe_unreadable(unreadable)}")
     return out

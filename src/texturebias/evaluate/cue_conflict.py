@@ -10,7 +10,7 @@ API:
   (plus ``edge_…``/``silhouette_…`` when those sets are found) and ``summary.json``.
 - :func:`classify_stimuli` → trial table of one model on one stimulus folder (no files written).
 - :func:`shape_bias_report` → several models + humans + existing CSVs, figures and ``results.json``.
-- :func:`load_human_trials` → the human trials of ``cue-conflict``/``edge``/``silhouette``.
+- :func:`human_trials_of_set` → the human trials of ``cue-conflict``/``edge``/``silhouette``.
 """
 
 from __future__ import annotations
@@ -28,9 +28,18 @@ import torch
 from torch import nn
 
 from texturebias.data.datasets import dataset_dir, env_data_root, folder_in_root, get_dataset
-from texturebias.data.images import find_images, load_image
+from texturebias.data.images import (
+    UnreadableImage,
+    check_readable,
+    describe_unreadable,
+    find_images,
+    load_image,
+    readable_or_failed,
+    write_failed_csv,
+)
 from texturebias.data.labels import CATEGORIES, texture_category
-from texturebias.errors import DataError, TextureBiasError
+from texturebias.data.loader import prefetch_batches
+from texturebias.errors import DataError, ImageReadError, TextureBiasError, UsageError
 from texturebias.evaluate.figures import plot_shape_bias_matrix, plot_shape_bias_summary
 from texturebias.evaluate.mapping import Aggregation, CategoryMapping, logits_to_decisions, resolve_mapping
 from texturebias.evaluate.metrics import (
@@ -46,15 +55,14 @@ from texturebias.evaluate.metrics import (
 )
 from texturebias.evaluate.trials import (
     TRIAL_COLUMNS,
-    is_human,
+    load_human_trials,
     model_imagename,
-    read_trials,
     reuse_trials,
     write_trials,
 )
 from texturebias.models import Preprocessing, load_model, resolve_preprocessing
 from texturebias.utils.device import autocast, resolve_device
-from texturebias.utils.io import file_identity, finite_or_none, json_safe, write_json
+from texturebias.utils.io import file_identity, finite_or_none, json_safe, prepare_output_dir, write_json
 from texturebias.utils.progress import get_logger, progress
 
 STIMULUS_SETS: tuple[str, ...] = ("cue-conflict", "edge", "silhouette")
@@ -83,6 +91,7 @@ class ModelShapeBias:
     accuracy: dict[str, float] = field(default_factory=dict)
     consistency: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
+    failed: dict[str, list[UnreadableImage]] = field(default_factory=dict)
 
 
 def safe_name(name: str) -> str:
@@ -95,7 +104,7 @@ def stimulus_table(folder: str | os.PathLike[str], *, cue_conflict: bool) -> pd.
 
     Raises:
         DataError: empty folder, files outside a category folder, unknown categories, unparsable
-            cue-conflict names.
+            cue-conflict names, or (``cue_conflict``) no stimulus whose texture differs from its shape.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -111,7 +120,52 @@ def stimulus_table(folder: str | os.PathLike[str], *, cue_conflict: bool) -> pd.
         if cue_conflict and texture_category(p.name) not in CATEGORIES:
             raise DataError(f"{root}: cannot parse the texture class of {rel} (expected <shape><i>-<texture><j>.png)")
         rows.append({"path": p, "category": rel.parts[0], "stimulus": p.name})
+    if cue_conflict and all(texture_category(r["stimulus"]) == r["category"] for r in rows):
+        # Without a single conflict there is no shape bias to measure (it would be NaN): the wrong folder.
+        raise DataError(
+            f"{root}: no cue-conflict stimuli (<shape><i>-<texture><j>.png with two different classes); "
+            "is this the edge or silhouette set? Pass the cue-conflict folder or a data root as --stimuli"
+        )
     return pd.DataFrame(rows)
+
+
+def stimulus_imagenames(stimuli: pd.DataFrame, set_name: str) -> list[str]:
+    """The ``imagename`` :func:`classify_stimuli` gives each row of ``stimuli`` (its trial, when readable)."""
+    code = _SET_CODES.get(set_name, "dnn")
+    return [
+        model_imagename(i + 1, code, 0, c, s)
+        for i, (c, s) in enumerate(zip(stimuli["category"], stimuli["stimulus"], strict=True))
+    ]
+
+
+def reuse_stimulus_trials(
+    csv_path: str | os.PathLike[str],
+    config_path: str | os.PathLike[str],
+    config: dict[str, object],
+    paths: Sequence[Path],
+    imagenames: Sequence[str],
+) -> tuple[pd.DataFrame, list[UnreadableImage]] | None:
+    """Trials of an earlier run with the same settings and the stimuli it could not read, or ``None``.
+
+    The trials are reused only when every stimulus without a trial is still unreadable (re-checked, which
+    costs nothing when none failed): an image repaired since the last run is evaluated, not left out again.
+
+    Args:
+        csv_path, config_path, config: As in :func:`~texturebias.evaluate.trials.reuse_trials`.
+        paths: The stimulus files, in order.
+        imagenames: The trial ``imagename`` of each stimulus.
+    """
+    trials = reuse_trials(csv_path, config_path, config)
+    if trials is None:
+        return None
+    have = set(trials["imagename"])
+    missing = [p for p, n in zip(paths, imagenames, strict=True) if n not in have]
+    if len(trials) + len(missing) != len(paths) or not have <= set(imagenames):
+        return None
+    failed = check_readable(missing)
+    if len(failed) != len(missing):
+        return None
+    return trials, failed
 
 
 @torch.inference_mode()
@@ -127,11 +181,20 @@ def classify_stimuli(
     batch_size: int = 32,
     device: torch.device | str = "cpu",
     precision: str = "fp32",
+    loader_threads: int | None = None,
+    failed: list[UnreadableImage] | None = None,
 ) -> pd.DataFrame:
     """Run ``model`` on the stimuli of :func:`stimulus_table` and return its trials in the human schema.
 
     Images of the model's input size are not resized or cropped; larger/smaller ones get the standard
-    resize + centre crop of the preprocessing record.
+    resize + centre crop of the preprocessing record. The next batches are decoded in background threads
+    while the model runs (:func:`~texturebias.data.loader.prefetch_batches`); the decisions do not depend
+    on ``loader_threads`` (``None``: default count; ``0``: decode in this thread, no overlap).
+
+    Stimuli that cannot be read are appended to ``failed`` and have no trial (the others keep their trial
+    number and image name, so the rows pair with the human trials as usual); with ``failed=None`` the first
+    one raises :class:`~texturebias.errors.ImageReadError`. When none can be read, :class:`DataError`.
+    Rows follow ``stimuli`` with the failed ones left out.
     """
     dev = resolve_device(device)
     # channels_last: ~1.5x faster convolutions on CPU (measured on EfficientNet-Lite0), same results.
@@ -140,29 +203,48 @@ def classify_stimuli(
     decisions: list[str] = []
     resolved: CategoryMapping | None = mapping if isinstance(mapping, CategoryMapping) else None
     paths = list(stimuli["path"])
-    for start in progress(range(0, len(paths), batch_size), desc=f"{set_name} {name}", unit="batch"):
-        x = torch.stack([transform(load_image(p)) for p in paths[start : start + batch_size]])
-        x = x.to(dev, memory_format=torch.channels_last)
+    load = readable_or_failed(lambda p: transform(load_image(p)))
+    batches = prefetch_batches(paths, load, batch_size=batch_size, threads=loader_threads)
+    kept: list[int] = []
+    unreadable: list[UnreadableImage] = []
+    for start, loaded in zip(
+        range(0, len(paths), batch_size),
+        progress(batches, total=math.ceil(len(paths) / batch_size), desc=f"{set_name} {name}", unit="batch"),
+        strict=True,
+    ):
+        images = []
+        for i, x in enumerate(loaded, start):
+            if isinstance(x, UnreadableImage):
+                if failed is None:
+                    raise ImageReadError(f"{x.path}: {x.reason}")
+                unreadable.append(x)
+            else:
+                kept.append(i)
+                images.append(x)
+        if not images:
+            continue
+        x = torch.stack(images).to(dev, memory_format=torch.channels_last)
         with autocast(dev, precision):  # type: ignore[arg-type]
             logits = model(x)
         if resolved is None:
             resolved = resolve_mapping(mapping, int(logits.shape[-1]))  # type: ignore[arg-type]
         decisions += logits_to_decisions(logits.float(), resolved, aggregation)[0]
-    code = _SET_CODES.get(set_name, "dnn")
-    n = len(paths)
+    if failed is not None:
+        failed.extend(unreadable)
+    if paths and not kept:
+        raise DataError(f"none of the {len(paths)} {set_name} images could be read: {describe_unreadable(unreadable)}")
+    n = len(kept)
+    categories, imagenames = list(stimuli["category"]), stimulus_imagenames(stimuli, set_name)
     return pd.DataFrame(
         {
             "subj": [name] * n,
             "session": [1] * n,
-            "trial": list(range(1, n + 1)),
+            "trial": [i + 1 for i in kept],
             "rt": [math.nan] * n,
             "object_response": decisions,
-            "category": list(stimuli["category"]),
+            "category": [categories[i] for i in kept],
             "condition": ["0"] * n,
-            "imagename": [
-                model_imagename(i + 1, code, 0, c, s)
-                for i, (c, s) in enumerate(zip(stimuli["category"], stimuli["stimulus"], strict=True))
-            ],
+            "imagename": [imagenames[i] for i in kept],
         },
         columns=list(TRIAL_COLUMNS),
     )
@@ -173,8 +255,9 @@ def _set_folder(set_name: str, stimuli: str | os.PathLike[str] | None, *, downlo
     if set_name == "cue-conflict":
         return dataset_dir(set_name, stimuli, download=download)
     ds = get_dataset(set_name)
-    roots = [Path(stimuli)] if stimuli is not None else []
-    roots += [r for r in (env_data_root(),) if r is not None]
+    # An explicit --stimuli is the only place looked at: edge/silhouette sets from $TEXTUREBIAS_DATA would
+    # silently mix another copy of the data into a run that named its own.
+    roots = [Path(stimuli)] if stimuli is not None else [r for r in (env_data_root(),) if r is not None]
     for root in roots:
         if folder_in_root(ds, root).is_dir():
             return folder_in_root(ds, root)
@@ -187,21 +270,15 @@ def _set_folder(set_name: str, stimuli: str | os.PathLike[str] | None, *, downlo
         return None
 
 
-def load_human_trials(
+def human_trials_of_set(
     set_name: str, data_root: str | os.PathLike[str] | None = None, *, download: bool = True
 ) -> pd.DataFrame | None:
     """Human trials of a stimulus set (``cue-conflict``, ``edge``, ``silhouette``), or ``None`` if unavailable."""
-    name = f"{set_name}-humans"
     try:
-        if data_root is not None and folder_in_root(get_dataset(name), data_root).is_dir():
-            folder = folder_in_root(get_dataset(name), data_root)
-        else:
-            folder = dataset_dir(name, download=download, show_progress=False)
+        return load_human_trials(f"{set_name}-humans", data_root, download=download)
     except TextureBiasError as exc:
         _log.warning("no human data for %s: %s", set_name, exc)
         return None
-    trials = read_trials(folder)
-    return trials[[is_human(s) for s in trials["subj"]]]
 
 
 def _config(
@@ -280,13 +357,14 @@ def evaluate_shape_bias(
     if name is None:
         name = model_name if checkpoint is None else f"{model_name}_{Path(checkpoint).stem}"
     folder_name = safe_name(name)
-    out = Path(out_dir) / folder_name
+    out = prepare_output_dir(Path(out_dir) / folder_name)
     folders = {s: _set_folder(s, stimuli, download=download) for s in sets}
     preprocessing = resolve_preprocessing(model_name, checkpoint, overrides=preprocessing_overrides)
     net: nn.Module | None = model
     dev = resolve_device(device)
     result_trials: dict[str, pd.DataFrame] = {}
     files: dict[str, Path] = {}
+    failed: dict[str, list[UnreadableImage]] = {}
     for set_name, folder in folders.items():
         if folder is None:
             _log.warning("%s stimuli not found; skipped", set_name)
@@ -295,18 +373,25 @@ def evaluate_shape_bias(
         csv_path = out / f"{set_name}_{folder_name}_session-1.csv"
         config_path = out / f".{set_name}.config.json"
         config = _config(model_name, checkpoint, mapping, aggregation, precision, folder, preprocessing)
-        trials = reuse_trials(csv_path, config_path, config, n=len(table))
-        if trials is None:
+        paths = list(table["path"])
+        reused = reuse_stimulus_trials(csv_path, config_path, config, paths, stimulus_imagenames(table, set_name))
+        if reused is None:
             if net is None:
                 net, preprocessing = load_model(model_name, checkpoint, preprocessing_overrides=preprocessing_overrides)
+            set_failed: list[UnreadableImage] = []
             trials = classify_stimuli(
                 net, preprocessing, table, name=name, set_name=set_name, mapping=mapping,
-                aggregation=aggregation, batch_size=batch_size, device=dev, precision=precision,
+                aggregation=aggregation, batch_size=batch_size, device=dev, precision=precision, failed=set_failed,
             )  # fmt: skip
             write_trials(csv_path, trials)
             write_json(config_path, config)
+        else:
+            trials, set_failed = reused
         result_trials[set_name] = trials
         files[set_name] = csv_path
+        # failed.csv names each input by its set and its place in the set's folder: cue-conflict/cat/cat1-dog2.png
+        failed[set_name] = [UnreadableImage(Path(set_name) / f.path.relative_to(folder), f.reason) for f in set_failed]
+    files["failed"] = write_failed_csv(out, [f for fs in failed.values() for f in fs])
 
     cc = result_trials["cue-conflict"]
     sb = shape_bias(cc)
@@ -316,7 +401,7 @@ def evaluate_shape_bias(
     if human_consistency:
         root = Path(stimuli) if stimuli is not None else env_data_root()
         for set_name, trials in result_trials.items():
-            humans = load_human_trials(set_name, root, download=download)
+            humans = human_trials_of_set(set_name, root, download=download)
             if humans is None or humans.empty:
                 continue
             try:
@@ -325,7 +410,7 @@ def evaluate_shape_bias(
                 _log.warning("no consistency for %s: %s", set_name, exc)
                 continue
             consistency[set_name] = {"model_vs_humans": model_vs, "human_vs_human": _human_baseline(set_name, humans)}
-    result = ModelShapeBias(name, sb, ci, acc, consistency, files)
+    result = ModelShapeBias(name, sb, ci, acc, consistency, files, failed)
     files["summary"] = write_json(out / "summary.json", summary_dict(result, aggregation=aggregation, n_boot=n_boot))
     return result
 
@@ -353,6 +438,8 @@ def summary_dict(result: ModelShapeBias, *, aggregation: str = "mean", n_boot: i
         "accuracy_16class": {k: finite_or_none(v) for k, v in result.accuracy.items()},
         "consistency": json_safe(result.consistency),
         "files": {k: Path(v).name for k, v in result.files.items()},
+        "failed": {k: len(v) for k, v in result.failed.items()},
+        "n_failed": sum(len(v) for v in result.failed.values()),
     }
 
 
@@ -396,13 +483,13 @@ def shape_bias_report(
         **evaluate_kwargs: Passed to :func:`evaluate_shape_bias` (aggregation, mapping, batch_size, device, ...).
     """
     if (checkpoint is not None or name is not None) and len(models) != 1:
-        raise TextureBiasError("--checkpoint and --name need exactly one --model")
-    out = Path(out_dir)
+        raise UsageError("--checkpoint and --name need exactly one --model")
+    out = prepare_output_dir(out_dir)
     results: dict[str, ShapeBias] = {}
     ci: dict[str, tuple[float, float]] = {}
     if humans:
         root = Path(stimuli) if stimuli is not None else env_data_root()
-        human_trials = load_human_trials("cue-conflict", root, download=bool(evaluate_kwargs.get("download", True)))
+        human_trials = human_trials_of_set("cue-conflict", root, download=bool(evaluate_kwargs.get("download", True)))
         if human_trials is not None and not human_trials.empty:
             results[HUMANS] = shape_bias(human_trials)
             ci[HUMANS] = bootstrap_shape_bias(human_trials, n_boot=n_boot, seed=seed)

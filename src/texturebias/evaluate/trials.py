@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from texturebias.data.datasets import dataset_dir, folder_in_root, get_dataset
+from texturebias.data.images import FAILED_CSV
 from texturebias.data.labels import stimulus_name
 from texturebias.errors import DataError
 from texturebias.utils.io import atomic_open
@@ -51,9 +53,17 @@ NO_RESPONSE = "na"
 _HUMAN = re.compile(r"^subject-\d+$", re.IGNORECASE)
 
 
+_NOT_TRIAL_FILES = frozenset({FAILED_CSV, "skipped.csv"})
+
+
 def _csv_files(path: Path) -> list[Path]:
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() == ".csv" and not p.name.startswith("."))
+        # failed.csv/skipped.csv list unreadable inputs next to the trials; they are not trials.
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.suffix.lower() == ".csv" and not p.name.startswith(".") and p.name not in _NOT_TRIAL_FILES
+        )
         if not files:
             raise DataError(f"{path}: folder contains no .csv trial files")
         return files
@@ -107,14 +117,18 @@ def read_trials(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
         ``category`` and ``condition`` lower-cased.
 
     Raises:
-        DataError: missing file/folder, unreadable CSV, missing columns, non-numeric rt/session/trial.
+        DataError: missing file/folder, unreadable CSV, missing columns, non-numeric rt/session/trial, no rows.
     """
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not items:
         raise DataError("no trial files given")
     files = [f for item in items for f in _csv_files(Path(item))]
     frames = [_read_one(f) for f in files]
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if table.empty:
+        where = str(files[0]) if len(files) == 1 else f"{len(files)} files ({files[0]}, ...)"
+        raise DataError(f"{where}: no trials (only a header)")
+    return table
 
 
 def write_trials(path: str | os.PathLike[str], trials: pd.DataFrame) -> Path:
@@ -199,3 +213,27 @@ def check_categories(trials: pd.DataFrame, categories: Sequence[str], *, what: s
         bad = sorted(set(trials[col]) - allowed)
         if bad:
             raise DataError(f"{what}: unknown {col} value(s) {bad[:5]}")
+
+
+def load_human_trials(name: str, root: str | os.PathLike[str] | None = None, *, download: bool = True) -> pd.DataFrame:
+    """The human trials of registry data set ``name`` (``cue-conflict-humans``, ``mvh-humans/<dataset>`` ...).
+
+    The one loader of human data. ``root`` may be a data root laid out like ``shared/data``, a model-vs-human
+    ``raw-data`` folder (``<root>/<dataset>/*.csv``), or the folder of CSVs itself; when it holds none of
+    these, the registry is used (``$TEXTUREBIAS_DATA``, then the cache, downloading when ``download``).
+
+    Raises:
+        DataError, DownloadError: the data are nowhere to be found.
+    """
+    ds = get_dataset(name)
+    folder: Path | None = None
+    if root is not None:
+        base = Path(root).expanduser()
+        leaf = name.rsplit("/", 1)[-1]
+        folder = next((c for c in (folder_in_root(ds, base), base / leaf) if c.is_dir()), None)
+        if folder is None and base.is_dir() and any(base.glob("*.csv")):
+            folder = base
+    if folder is None:
+        folder = dataset_dir(name, download=download, show_progress=False)
+    trials = read_trials(folder)
+    return trials[trials["subj"].map(is_human)].reset_index(drop=True)

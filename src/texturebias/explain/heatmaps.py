@@ -13,16 +13,22 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from texturebias.data.images import load_image
+from texturebias.data.images import (
+    UnreadableImage,
+    describe_unreadable,
+    load_image,
+    readable_or_failed,
+    write_failed_csv,
+)
 from texturebias.data.labels import class_names
-from texturebias.errors import TextureBiasError
+from texturebias.errors import DataError, ImageReadError, TextureBiasError
 from texturebias.explain.evidence import DensePlan, HeatPrecision, class_evidence
 from texturebias.explain.plots import heatmap_grid, plot_heatmap
 from texturebias.models import resolve_model
 from texturebias.models.bagnet import is_bagnet
 from texturebias.report.figures import save_figure
 from texturebias.utils.device import resolve_device, strict_fp32
-from texturebias.utils.io import atomic_path, write_csv
+from texturebias.utils.io import atomic_path, prepare_output_dir, write_csv
 from texturebias.utils.progress import progress
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -58,6 +64,7 @@ def heatmaps_for_images(
     resize: Literal["always", "never", "auto"] = "always",
     device: str = "auto",
     preprocessing_overrides: Mapping[str, Any] | None = None,
+    failed: list[UnreadableImage] | None = None,
 ) -> list[HeatmapResult]:
     """Class-evidence maps of image files: ``<stem>_<class>.npy`` + figures, a grid figure and an index CSV.
 
@@ -74,12 +81,14 @@ def heatmaps_for_images(
         device: "auto", "cpu", "cuda", ...
         preprocessing_overrides: Fields replacing the model's preprocessing (``mean``, ``std``, ``input_size``,
             ``crop_pct`` or ``resize_size``, ``interpolation``); see :func:`~texturebias.models.resolve_preprocessing`.
+        failed: Collects the images that cannot be read; they are skipped and listed in ``failed.csv``.
+            ``None``: the first one raises :class:`~texturebias.errors.ImageReadError`.
 
     Returns:
-        One :class:`HeatmapResult` per (image, class), in order. Also writes ``heatmaps.csv``, ``grid.png/pdf``.
+        One :class:`HeatmapResult` per (image, class), in order. Also writes ``heatmaps.csv``, ``grid.png/pdf``
+        and ``failed.csv`` (``input, reason``).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_dir(out_dir)
     dev = resolve_device(device)
     model, prep, model_name = resolve_model(model, checkpoint, preprocessing_overrides=preprocessing_overrides)
     model = model.to(dev)
@@ -93,8 +102,16 @@ def heatmaps_for_images(
     results: list[HeatmapResult] = []
     grid_images, grid_heats, grid_titles, grid_rows = [], [], [], []
     used_stems: dict[str, int] = {}
+    load = readable_or_failed(lambda p: transform(load_image(p)))
+    unreadable: list[UnreadableImage] = []
     for path in progress([Path(p) for p in paths], desc="heatmaps", unit="img"):
-        x = transform(load_image(path)).unsqueeze(0).to(dev)
+        loaded = load(path)
+        if isinstance(loaded, UnreadableImage):
+            if failed is None:
+                raise ImageReadError(f"{path}: {loaded.reason}")
+            unreadable.append(loaded)
+            continue
+        x = loaded.unsqueeze(0).to(dev)
         with strict_fp32(), torch.inference_mode():
             logits = model(x)[0].float().cpu() if min(x.shape[-2:]) >= plan.receptive_field else None
         if targets is not None:
@@ -145,6 +162,11 @@ def heatmaps_for_images(
         ),
         ["image", "class_index", "class_name", "image_logit", "npy", "figure"],
     )
+    write_failed_csv(out, unreadable)
+    if failed is not None:
+        failed.extend(unreadable)
+    if paths and not results:
+        raise DataError(f"none of the {len(paths)} images could be read: {describe_unreadable(unreadable)}")
     if grid_images:
         heatmap_grid(out / "grid", grid_images, grid_heats, grid_titles, grid_rows)
     return results

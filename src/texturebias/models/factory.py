@@ -20,7 +20,7 @@ from texturebias.errors import CheckpointError, TextureBiasError, UnknownModelEr
 
 # Imported for their side effect: each family registers its models and weights.
 from texturebias.models import (  # noqa: F401
-    adain,
+    adain_nets,
     bagnet,
     demo,
     efficientnet_lite,

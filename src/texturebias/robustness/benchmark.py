@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,25 +36,25 @@ import numpy as np
 import pandas as pd
 
 from texturebias.data.datasets import dataset_dir
-from texturebias.data.images import find_images
+from texturebias.data.images import UnreadableImage, find_images, write_failed_csv
 from texturebias.data.labels import CATEGORIES
-from texturebias.errors import DataError
-from texturebias.evaluate.cue_conflict import classify_stimuli, safe_name
+from texturebias.errors import DataError, UsageError
+from texturebias.evaluate.cue_conflict import classify_stimuli, reuse_stimulus_trials, safe_name
 from texturebias.evaluate.mapping import Aggregation
 from texturebias.evaluate.metrics import accuracy, average_consistency, consistency_table, human_human_consistency
 from texturebias.evaluate.trials import (
     canonical_condition,
     image_key,
     is_human,
+    load_human_trials,
     model_imagename,
     read_trials,
-    reuse_trials,
     write_trials,
 )
 from texturebias.models import Preprocessing, load_model, resolve_preprocessing
 from texturebias.robustness.distortions import DISTORTIONS
 from texturebias.robustness.figures import plot_accuracy_curves, plot_benchmark_bars
-from texturebias.utils.io import atomic_open, file_identity, write_json
+from texturebias.utils.io import atomic_open, file_identity, prepare_output_dir, write_json
 
 #: The 17 datasets, in model-vs-human's order (12 parametric + 5 non-parametric).
 MVH_DATASETS: tuple[str, ...] = (
@@ -183,6 +183,8 @@ def evaluate_dataset(
     precision: str = "fp32",
     model: object | None = None,
     preprocessing_overrides: Mapping[str, Any] | None = None,
+    failed: list[UnreadableImage] | None = None,
+    images: Sequence[DatasetImage] | None = None,
 ) -> pd.DataFrame:
     """Run a model on a benchmark dataset folder and return its trials in the human schema.
 
@@ -203,9 +205,11 @@ def evaluate_dataset(
         model: An already built ``nn.Module`` to use instead of creating ``model_name`` (tests, notebooks).
         preprocessing_overrides: Fields replacing the model's preprocessing (``mean``, ``std``, ``input_size``,
             ``crop_pct`` or ``resize_size``, ``interpolation``); see :func:`~texturebias.models.resolve_preprocessing`.
+        failed: Collects the images that cannot be read, which get no trial; ``None``: the first one raises.
+        images: The folder's index when the caller already has it (:func:`index_dataset`).
     """
 
-    images = index_dataset(root, name)
+    images = list(images) if images is not None else index_dataset(root, name)
     if model is None:
         model, preprocessing = load_model(model_name, checkpoint, preprocessing_overrides=preprocessing_overrides)
     else:
@@ -215,9 +219,15 @@ def evaluate_dataset(
          "stimulus": [d.path.name for d in images]}
     )  # fmt: skip
     # The shared decision loop of the cue-conflict evaluation; conditions and names come from our index.
+    unreadable: list[UnreadableImage] = []
     trials = classify_stimuli(model, preprocessing, stimuli, name=subject or model_name,  # type: ignore[arg-type]
                               set_name=name or Path(root).name, mapping=mapping, aggregation=aggregation,
-                              batch_size=batch_size, device=device, precision=precision)  # fmt: skip
+                              batch_size=batch_size, device=device, precision=precision,
+                              failed=unreadable if failed is not None else None)  # fmt: skip
+    if failed is not None:
+        failed.extend(unreadable)
+        bad = {f.path for f in unreadable}
+        images = [d for d in images if d.path not in bad]  # the rows of `trials`
     trials["session"] = [d.session for d in images]
     trials["condition"] = [d.condition.lower() for d in images]
     trials["imagename"] = [d.imagename for d in images]
@@ -325,13 +335,21 @@ def human_scores(human_trials: pd.DataFrame, dataset: str) -> dict[str, float]:
     }
 
 
-def check_coverage(model_trials: pd.DataFrame, human_trials: pd.DataFrame, dataset: str) -> None:
+def check_coverage(
+    model_trials: pd.DataFrame,
+    human_trials: pd.DataFrame,
+    dataset: str,
+    *,
+    unreadable: Sequence[DatasetImage] = (),
+) -> None:
     """Raise unless the model saw every image the humans saw (pairing by condition + stimulus name).
 
-    This is also the integrity check of a downloaded release tarball, whose sha256 is not recorded.
+    This is also the integrity check of a downloaded release tarball, whose sha256 is not recorded. Images
+    in ``unreadable`` (recorded in ``failed.csv``) are excused: their trials are left out of every metric.
     """
 
     seen = {image_key(c, n) for c, n in zip(model_trials["condition"], model_trials["imagename"], strict=True)}
+    seen |= {image_key(d.condition, d.imagename) for d in unreadable}
     wanted = {image_key(c, n) for c, n in zip(human_trials["condition"], human_trials["imagename"], strict=True)}
     missing = wanted - seen
     if missing:
@@ -342,22 +360,8 @@ def check_coverage(model_trials: pd.DataFrame, human_trials: pd.DataFrame, datas
 
 
 def human_trials_for(dataset: str, raw_data: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    """Human trials of a model-vs-human dataset.
-
-    Args:
-        dataset: One of :data:`MVH_DATASETS`.
-        raw_data: Folder with ``<dataset>/*.csv`` (MVH ``raw-data``), or the dataset's own folder; default: the
-            registry data set ``mvh-humans/<dataset>`` (``$TEXTUREBIAS_DATA`` or the download cache).
-    """
-    if raw_data is None:
-        folder = dataset_dir(f"mvh-humans/{dataset}")
-    else:
-        folder = Path(raw_data)
-        if (folder / dataset).is_dir():
-            folder = folder / dataset
-    trials = read_trials(folder)
-
-    return trials[trials["subj"].map(is_human)].reset_index(drop=True)
+    """Human trials of a model-vs-human dataset (``raw_data``: MVH ``raw-data`` folder; default the registry)."""
+    return load_human_trials(f"mvh-humans/{dataset}", raw_data)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -395,6 +399,7 @@ class BenchmarkResult:
     per_condition: pd.DataFrame
     leaderboard: pd.DataFrame
     files: list[Path]
+    failed: list[UnreadableImage] = field(default_factory=list)
 
 
 def dataset_folder(name: str, data_root: str | os.PathLike[str] | None = None, *, download: bool = True) -> Path:
@@ -456,9 +461,8 @@ def run_benchmark(
     Raises:
         DataError: no dataset found, unknown dataset, or a checkpoint with several models.
     """
-    out = Path(out_dir)
     if checkpoint is not None and len(models) != 1:
-        raise DataError("--checkpoint needs exactly one model")
+        raise UsageError("--checkpoint needs exactly one model")
     if datasets is None:
         if data_root is None:
             raise DataError("name the datasets (--datasets) or give a folder holding them")
@@ -468,7 +472,9 @@ def run_benchmark(
     unknown = [d for d in datasets if d not in MVH_DATASETS]
     if unknown:
         raise DataError(f"unknown dataset(s) {unknown}; known: {', '.join(MVH_DATASETS)}")
+    out = prepare_output_dir(out_dir)
     files: list[Path] = []
+    unreadable: dict[Path, UnreadableImage] = {}
     rows, cond_rows = [], []
     for dataset in datasets:
         humans = human_trials_for(dataset, human_data)
@@ -486,17 +492,26 @@ def run_benchmark(
                       "checkpoint_identity": file_identity(checkpoint),
                       "mapping": mapping, "aggregation": aggregation, "precision": precision}  # fmt: skip
             config_path = path.with_suffix(".json")
-            trials = reuse_trials(path, config_path, config) if resume else None
-            if trials is None:
-                folder = dataset_folder(dataset, data_root)
+            folder = dataset_folder(dataset, data_root)
+            images = index_dataset(folder, dataset)
+            paths, names = [d.path for d in images], [d.imagename for d in images]
+            reused = reuse_stimulus_trials(path, config_path, config, paths, names) if resume else None
+            if reused is None:
+                failed: list[UnreadableImage] = []
                 trials = evaluate_dataset(model_name, folder, dataset, checkpoint=checkpoint, mapping=mapping,
                                           aggregation=aggregation, batch_size=batch_size, device=device,
-                                          precision=precision,
-                                          preprocessing_overrides=preprocessing_overrides)  # fmt: skip
+                                          precision=precision, preprocessing_overrides=preprocessing_overrides,
+                                          failed=failed, images=images)  # fmt: skip
                 write_trials(path, trials)
                 write_json(config_path, config)
+            else:
+                trials, failed = reused
             files.append(path)
-            check_coverage(trials, humans, dataset)
+            bad = {f.path for f in failed}
+            # failed.csv names each input by its dataset and its place in the dataset's folder.
+            for f in failed:
+                unreadable[f.path] = UnreadableImage(Path(dataset) / f.path.relative_to(folder), f.reason)
+            check_coverage(trials, humans, dataset, unreadable=[d for d in images if d.path in bad])
             rows.append({"subj": model_name, "dataset": dataset, **dataset_scores(trials, humans, dataset)})
             cond_rows.append(accuracy_by_condition(trials.assign(subj=model_name), conditions).assign(dataset=dataset))
     per_dataset = pd.DataFrame(rows)
@@ -519,4 +534,6 @@ def run_benchmark(
         if dataset not in NONPARAMETRIC:
             sub = per_condition[per_condition["dataset"] == dataset]
             files += plot_accuracy_curves(sub, dataset, out / f"{dataset}_accuracy")
-    return BenchmarkResult(per_dataset, per_condition, board, files)
+    failed_all = list(unreadable.values())
+    files.append(write_failed_csv(out, failed_all))
+    return BenchmarkResult(per_dataset, per_condition, board, files, failed_all)

@@ -26,8 +26,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from texturebias.data.images import find_images, image_to_array, load_image
+from texturebias.data.images import (
+    UnreadableImage,
+    describe_unreadable,
+    find_images,
+    image_to_array,
+    load_image,
+    readable_or_failed,
+    write_failed_csv,
+)
 from texturebias.data.labels import CATEGORIES, class_index, imagenet_wnids
+from texturebias.data.loader import prefetch_batches
 from texturebias.errors import DataError
 from texturebias.evaluate.cue_conflict import safe_name
 from texturebias.evaluate.mapping import Aggregation, logits_to_decisions, resolve_mapping
@@ -38,7 +47,7 @@ from texturebias.robustness.distortions import get_distortion
 from texturebias.robustness.figures import plot_accuracy_curves
 from texturebias.robustness.manipulations import to_uint8
 from texturebias.utils.device import autocast, resolve_device
-from texturebias.utils.io import atomic_open
+from texturebias.utils.io import atomic_open, prepare_output_dir
 from texturebias.utils.progress import get_logger, progress
 from texturebias.utils.seed import rng_for
 
@@ -89,6 +98,7 @@ def robustness_trials(
     subject: str | None = None,
     model: object | None = None,
     preprocessing_overrides: Mapping[str, Any] | None = None,
+    failed: list[UnreadableImage] | None = None,
 ) -> pd.DataFrame:
     """Classify every image of ``data_dir`` under ``distortion`` at every level.
 
@@ -110,6 +120,8 @@ def robustness_trials(
         model: An already built model (tests).
         preprocessing_overrides: Fields replacing the model's preprocessing (``mean``, ``std``, ``input_size``,
             ``crop_pct`` or ``resize_size``, ``interpolation``); see :func:`~texturebias.models.resolve_preprocessing`.
+        failed: Collects the images that cannot be read (once each), which are then left out of the results;
+            ``None``: the first one raises :class:`~texturebias.errors.ImageReadError`.
 
     Returns:
         16-category folders: trials in the human schema. ImageNet folders: ``subj, condition, imagename,
@@ -139,16 +151,33 @@ def robustness_trials(
     jobs = [(p, c) for c in conditions for p in paths]
     rows: list[dict[str, object]] = []
     resolved = None
+
+    def prepare(job: tuple[Path, str]) -> torch.Tensor:
+        # Each image draws from its own seeded generator, so loading in threads changes nothing.
+        path, cond = job
+        rel = path.relative_to(root).as_posix()
+        img = _prepare_224(load_image(path))
+        out = to_uint8(dist.apply(img, cond, rng_for(seed, rel, dist.name, cond)))
+        pil = Image.fromarray(out, mode="L" if out.ndim == 2 else "RGB").convert("RGB")
+        return transform(pil)
+
+    load = prepare if failed is None else readable_or_failed(prepare, lambda job: job[0])
+    batches = prefetch_batches(jobs, load, batch_size=batch_size)
+    total = math.ceil(len(jobs) / batch_size)
+    unreadable: dict[Path, UnreadableImage] = {}
     with torch.inference_mode():
-        for start in progress(range(0, len(jobs), batch_size), desc=f"{model_name} {dist.name}", unit="batch"):
-            chunk = jobs[start : start + batch_size]
-            batch = []
-            for path, cond in chunk:
-                rel = path.relative_to(root).as_posix()
-                img = _prepare_224(load_image(path))
-                out = to_uint8(dist.apply(img, cond, rng_for(seed, rel, dist.name, cond)))
-                pil = Image.fromarray(out, mode="L" if out.ndim == 2 else "RGB").convert("RGB")
-                batch.append(transform(pil))
+        for start, loaded in zip(range(0, len(jobs), batch_size),
+                                 progress(batches, total=total, desc=f"{model_name} {dist.name}", unit="batch"),
+                                 strict=True):  # fmt: skip
+            chunk, batch = [], []
+            for job, x in zip(jobs[start : start + batch_size], loaded, strict=True):
+                if isinstance(x, UnreadableImage):
+                    unreadable.setdefault(x.path, x)  # the same file fails at every level: record it once
+                else:
+                    chunk.append(job)
+                    batch.append(x)
+            if not batch:
+                continue
             with autocast(dev, precision):  # type: ignore[arg-type]
                 logits = net(torch.stack(batch).to(dev)).float()
             if kind == "16":
@@ -168,6 +197,12 @@ def robustness_trials(
                     rows.append({"subj": subject or model_name, "condition": cond, "imagename": path.name,
                                  "category": path.parent.name, "prediction": int(pred[0]),
                                  "top1": int(pred[0] == target), "top5": int(target in pred)})  # fmt: skip
+    if failed is not None:
+        failed.extend(unreadable.values())
+    if not rows:
+        raise DataError(
+            f"{root}: none of the {len(paths)} images could be read: {describe_unreadable(list(unreadable.values()))}"
+        )
     if kind == "16":
         return pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
     return pd.DataFrame(rows)
@@ -181,10 +216,12 @@ def imagenet_accuracy_by_condition(results: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class RobustnessResult:
-    """Outcome of :func:`run_robustness`: the accuracy table (model and humans) and the files written."""
+    """Outcome of :func:`run_robustness`: the accuracy table (model and humans), the files written, and the
+    images that could not be read (left out, listed in ``failed.csv``)."""
 
     accuracy: pd.DataFrame
     files: list[Path]
+    failed: list[UnreadableImage]
 
 
 def run_robustness(
@@ -200,7 +237,8 @@ def run_robustness(
     """Robustness curves of models for several distortions, with the human accuracies per condition.
 
     Writes ``<out>/<distortion>/<distortion>_<model>_session_1.csv`` (trials; ImageNet folders:
-    ``..._imagenet.csv``), ``<out>/robustness_accuracy.csv`` and ``<out>/<distortion>_accuracy.png/.pdf``.
+    ``..._imagenet.csv``), ``<out>/robustness_accuracy.csv``, ``<out>/<distortion>_accuracy.png/.pdf`` and
+    ``<out>/failed.csv`` (the images that could not be read, ``input, reason``; they are left out, the rest go on).
     Human accuracies come from the model-vs-human raw data (``human_data`` or the ``mvh-humans/<name>``
     registry entry) for the distortions that are part of model-vs-human.
 
@@ -220,13 +258,16 @@ def run_robustness(
     if kwargs.get("checkpoint") is not None and len(models) != 1:
         raise DataError("--checkpoint needs exactly one model")
 
-    out = Path(out_dir)
+    out = prepare_output_dir(out_dir)
     tables, files = [], []
+    unreadable: dict[Path, UnreadableImage] = {}
     for name in distortions:
         dist = get_distortion(name)
         per_dist = []
         for model_name in models:
-            res = robustness_trials(model_name, data_dir, dist.name, **kwargs)  # type: ignore[arg-type]
+            failed: list[UnreadableImage] = []
+            res = robustness_trials(model_name, data_dir, dist.name, failed=failed, **kwargs)  # type: ignore[arg-type]
+            unreadable.update((f.path, f) for f in failed)
             stem = f"{dist.name}_{safe_name(model_name).replace('_', '-')}_session_1"  # file-safe: timm/..., file.py:f
             if "object_response" in res.columns:
                 path = write_trials(out / dist.name / f"{stem}.csv", res)
@@ -253,4 +294,6 @@ def run_robustness(
     with atomic_open(out / "robustness_accuracy.csv", "w", encoding="utf-8", newline="") as fh:
         accuracy.to_csv(fh, index=False, float_format="%.6g", lineterminator="\n")
     files.append(out / "robustness_accuracy.csv")
-    return RobustnessResult(accuracy, files)
+    failed_list = sorted(unreadable.values())
+    files.append(write_failed_csv(out, failed_list, root=data_dir))
+    return RobustnessResult(accuracy, files, failed_list)

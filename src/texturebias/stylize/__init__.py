@@ -1,6 +1,6 @@
 """AdaIN stylization: the stylizer, the Stylized-ImageNet builder, decoder training, on-the-fly augmentation.
 
-Official networks (REFERENCE §2; weights declared in :mod:`texturebias.models.adain`)::
+Official networks (REFERENCE §2; weights declared in :mod:`texturebias.models.adain_nets`)::
 
     from texturebias.stylize import AdaIN
     model = AdaIN.from_checkpoints(vgg="vgg_normalised.pth", decoder="decoder.pth")  # None: declared download

@@ -1,7 +1,7 @@
 """AdaIN style transfer (Huang & Belongie, ICCV 2017) as used to build Stylized-ImageNet (REFERENCE §2).
 
 The module here is a faithful, batched reimplementation of naoto0804/pytorch-AdaIN (the code that built
-SIN): same networks (``texturebias.models.adain``), same AdaIN op (unbiased variance + 1e-5), same style
+SIN): same networks (``texturebias.models.adain_nets``), same AdaIN op (unbiased variance + 1e-5), same style
 interpolation and colour preservation, so the official ``vgg_normalised.pth``/``decoder.pth`` give the
 official results. What it adds: per-style statistics that are computed once and reused
 (:class:`StyleStats`), batches of different styles, bf16/fp16 autocast and channels_last, and custom
@@ -18,13 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from texturebias.models.adain import (
-    ADAIN_DECODER,
-    RELU_INDICES,
-    VGG_NORMALISED,
-    adain_decoder,
-    vgg_normalised,
-)
+from texturebias.models.adain_nets import ADAIN_DECODER, RELU_INDICES, VGG_NORMALISED, adain_decoder, vgg_normalised
 from texturebias.models.weights import fetch_weights, load_checkpoint, load_into
 from texturebias.utils.device import Precision, autocast
 

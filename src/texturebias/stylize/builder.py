@@ -19,7 +19,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -30,9 +30,9 @@ from texturebias.data.folder_job import FolderJobSummary, ItemResult, JobItem, c
 from texturebias.data.images import find_images, load_image
 from texturebias.errors import DataError, ImageReadError, TextureBiasError
 from texturebias.stylize.adain import AdaIN, StyleStats, mean_std, preserve_color
-from texturebias.utils.device import Precision, resolve_device
+from texturebias.utils.device import Precision, resolve_device, resolve_precision
 from texturebias.utils.distributed import DistInfo, dist_info, init_distributed
-from texturebias.utils.io import file_identity, folder_identity, write_csv
+from texturebias.utils.io import folder_identity, module_digest, write_csv
 from texturebias.utils.progress import get_logger, progress
 
 STYLES_NAME = "styles.csv"
@@ -265,7 +265,7 @@ def stylize_folder(
     quality: int = 95,
     batch_size: int = 16,
     workers: int = 2,
-    precision: Precision = "fp32",
+    precision: Precision | Literal["auto"] = "fp32",
     channels_last: bool | None = None,
     preserve_colors: bool = False,
     vgg: str | os.PathLike[str] | None = None,
@@ -297,6 +297,8 @@ def stylize_folder(
         batch_size: Content images per batch on the device.
         workers: DataLoader workers decoding and resizing inputs.
         precision: "fp32" (default), "bf16" (CPU AMX / GPU) or "fp16" (GPU); see docs/stylize.md for the errors.
+            "auto": bf16 on CUDA and on CPUs with AVX512-BF16/AMX, fp32 elsewhere (the recorded settings hold
+            the resolved value).
         channels_last: Memory format (default: on for bf16/fp16 and on CUDA).
         preserve_colors: Recolour each style to its content's colours first (statistics then not cached).
         vgg: ``vgg_normalised.pth`` (default: the declared download).
@@ -320,11 +322,11 @@ def stylize_folder(
             raise DataError(f"folder not found: {folder}")
     if Path(out_dir).resolve() in (Path(content_dir).resolve(), Path(style_dir).resolve()):
         raise DataError("the output folder must differ from the content and style folders")
-    model_given = model is not None
     info = dist if dist is not None else (init_distributed() if dist_info().distributed else dist_info())
     dev = resolve_device(device)
     if dev.type == "cuda" and info.distributed and dev.index is None:
         dev = torch.device("cuda", info.local_rank)
+    precision = resolve_precision(precision, dev)
     if model is None:
         cl = channels_last if channels_last is not None else (precision != "fp32" or dev.type == "cuda")
         model = AdaIN.from_checkpoints(vgg, decoder, device=dev, precision=precision, channels_last=cl)
@@ -342,11 +344,9 @@ def stylize_folder(
         "quality": quality if image_format != "png" else None,
         "preserve_colors": preserve_colors,
         "shard_size": shard_size,
-        # The networks and the numeric precision change the pixels too.
-        "vgg": file_identity(vgg) if model_given is False and vgg is not None else None,
-        "decoder": file_identity(decoder) if model_given is False and decoder is not None else None,
-        "model": type(model).__name__ if model_given else "AdaIN",
-        "precision": precision,
+        # The networks and the numeric precision change the pixels too (the weights by content, however loaded).
+        "networks_sha256": module_digest(model),
+        "precision": getattr(model, "precision", precision),
         "style_files": folder_identity(style_dir),
     }
     bank = list_styles(style_dir, min_size=min_style_size if min_style_size is not None else style_size)

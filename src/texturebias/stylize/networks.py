@@ -1,6 +1,6 @@
 """Small custom AdaIN networks: a VGG-style encoder with a chosen AdaIN layer and its mirrored decoder.
 
-The official networks are in :mod:`texturebias.models.adain`. These builders make the same kind of
+The official networks are in :mod:`texturebias.models.adain_nets`. These builders make the same kind of
 networks at any width and depth, e.g. a tiny AdaIN for 32×32 images with a frozen random encoder at a
 relu2_1-like layer (``small_vgg_encoder((16, 32))``), trained with
 :func:`texturebias.stylize.train.train_decoder` in minutes on a CPU.

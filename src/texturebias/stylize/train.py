@@ -30,7 +30,7 @@ from torch import nn
 from texturebias.data.folder_job import check_job_settings
 from texturebias.data.images import find_images, load_image
 from texturebias.errors import CheckpointError, DataError, ImageReadError
-from texturebias.models.adain import VGG_NORMALISED, adain_decoder, vgg_normalised
+from texturebias.models.adain_nets import VGG_NORMALISED, adain_decoder, vgg_normalised
 from texturebias.models.weights import fetch_weights, load_checkpoint, load_into
 from texturebias.report.figures import save_figure
 from texturebias.stylize.adain import AdaIN, adain, mean_std

@@ -3,8 +3,8 @@
 Two ways to get one (DISTORTIONS.md T1, T3):
 
 * :func:`texture_network` — the official ``vgg_normalised.pth`` (weight record
-  :data:`~texturebias.models.adain.VGG_NORMALISED`, shared with the AdaIN stylizer) loaded into
-  :func:`~texturebias.models.adain.vgg_normalised` with ``pool="avg"``. That file *is* the DeepTextures
+  :data:`~texturebias.models.adain_nets.VGG_NORMALISED`, shared with the AdaIN stylizer) loaded into
+  :func:`~texturebias.models.adain_nets.vgg_normalised` with ``pool="avg"``. That file *is* the DeepTextures
   network: the Caffe ``vgg_normalised.caffemodel`` converted to Torch, with a 1×1 convolution in front
   (module 0) that does the Caffe preprocessing (RGB in [0, 1] → BGR × 255 − mean).
 * :func:`normalise_torchvision_vgg19` — a torchvision VGG-19 rescaled channel by channel so that each
@@ -29,7 +29,7 @@ from torch import nn
 
 from texturebias.data.images import load_image
 from texturebias.errors import TextureBiasError
-from texturebias.models.adain import _VGG_CFG, VGG_NORMALISED, vgg_normalised
+from texturebias.models.adain_nets import _VGG_CFG, VGG_NORMALISED, vgg_normalised
 from texturebias.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from texturebias.models.weights import fetch_weights, load_checkpoint, load_into
 from texturebias.texture.layers import DEFAULT_LAYERS
@@ -121,7 +121,7 @@ def texture_network(
 
     Args:
         checkpoint: A ``vgg_normalised.pth``-layout file or state dict (keys ``0`` … ``51``). Default: the
-            declared weights :data:`~texturebias.models.adain.VGG_NORMALISED` (downloaded and hash-checked once).
+            declared weights :data:`~texturebias.models.adain_nets.VGG_NORMALISED` (downloaded and hash-checked once).
         pretrained: With no ``checkpoint``, ``False`` leaves PyTorch's random initialisation (tests only).
         padding: "zero" (Caffe, faithful to Gatys et al.) or "reflect" (the AdaIN Torch port).
 

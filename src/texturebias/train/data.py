@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, default_collate
 from torchvision.transforms import v2 as T
 
-from texturebias.data.images import index_image_folder, load_image
-from texturebias.errors import DataError
+from texturebias.data.images import (
+    UnreadableImage,
+    check_readable,
+    describe_unreadable,
+    index_image_folder,
+    load_image,
+)
+from texturebias.errors import DataError, ImageReadError
 from texturebias.models.preprocessing import Preprocessing
 from texturebias.utils.progress import progress
 from texturebias.utils.seed import stable_hash
@@ -177,9 +183,17 @@ class ImageDataset(Dataset):
         for i in progress(range(len(self)), desc=desc, unit="img", leave=False):
             self._prepared(i)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | UnreadableImage:
+        """``(image tensor, label)``, or the :class:`UnreadableImage` record when the file cannot be read.
+
+        The record is returned rather than raised so that, in a data-loader worker, the failure reaches the main
+        process as data (:func:`collate_labeled`, :class:`LabeledBatches`) instead of a worker traceback.
+        """
         label = self.images.samples[index][1]
-        img = self._prepared(index)
+        try:
+            img = self._prepared(index)
+        except ImageReadError as exc:
+            return UnreadableImage.from_error(self.images.samples[index][0], exc)
         if self.seed is None:
             return self.transform(img), label
         sample_seed = stable_hash("train-augment", self.seed, self.epoch, index) % 2**63
@@ -204,3 +218,70 @@ class ShardSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, math.ceil((self.n - self.rank) / self.world_size))
+
+
+def collate_labeled(
+    batch: Sequence[tuple[torch.Tensor, int] | UnreadableImage],
+) -> tuple[torch.Tensor, torch.Tensor, list[UnreadableImage]]:
+    """The data-loader ``collate_fn`` of :class:`ImageDataset`: ``(images, labels, unreadable records)``.
+
+    Unreadable samples are left out of the tensors (a batch may hold fewer images, or none).
+    """
+    good = [item for item in batch if not isinstance(item, UnreadableImage)]
+    failed = [item for item in batch if isinstance(item, UnreadableImage)]
+    if not good:
+        return torch.empty(0), torch.empty(0, dtype=torch.long), failed
+    images, labels = default_collate(good)
+    return images, labels, failed
+
+
+class LabeledBatches:
+    """``(images, labels)`` batches of a data loader built with :func:`collate_labeled`, minus unreadable images.
+
+    Args:
+        loader: The data loader (any iterable of ``(images, labels, failed)``).
+        on_unreadable: ``"record"``: collect the records in :attr:`failed` and go on (evaluation);
+            ``"raise"``: raise :class:`ImageReadError` in this, the main, process (training, where every file was
+            checked up front and one that breaks mid-run is a change on disk).
+    """
+
+    def __init__(self, loader: Iterable[Any], *, on_unreadable: str = "record") -> None:
+        if on_unreadable not in ("record", "raise"):
+            raise ValueError(f"on_unreadable must be 'record' or 'raise', got {on_unreadable!r}")
+        self.loader = loader
+        self.on_unreadable = on_unreadable
+        self.failed: list[UnreadableImage] = []
+
+    def __len__(self) -> int:
+        return len(self.loader)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for images, labels, failed in self.loader:
+            if failed:
+                if self.on_unreadable == "raise":
+                    raise ImageReadError(f"{failed[0].path}: {failed[0].reason}")
+                self.failed.extend(failed)
+            if labels.numel():
+                yield images, labels
+
+
+def check_training_images(*image_sets: LabeledImages, rank: int = 0, world_size: int = 1) -> None:
+    """Read every image of ``image_sets`` once and refuse the whole run, before any epoch, if one cannot be read.
+
+    Each process checks its share (``rank::world_size``); the lists are gathered so that every process raises
+    the same error (a process that went on alone would wait for the others forever).
+
+    Raises:
+        DataError: listing the unreadable files (the first few, and how many in all).
+    """
+    paths = [p for images in image_sets for p, _ in images.samples]
+    failed = check_readable(paths[rank::world_size], desc="check images" if rank == 0 else None)
+    if world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        gathered: list[list[UnreadableImage] | None] = [None] * world_size
+        torch.distributed.all_gather_object(gathered, failed)
+        failed = sorted(f for part in gathered for f in (part or []))
+    if failed:
+        raise DataError(
+            f"{len(failed)} of {len(paths)} training/validation image(s) cannot be read; fix or remove them "
+            f"before training: {describe_unreadable(failed)}"
+        )

@@ -31,8 +31,11 @@ from texturebias.stylize.augment import StyleAugment, style_bank
 from texturebias.stylize.builder import list_styles
 from texturebias.train.data import (
     ImageDataset,
+    LabeledBatches,
     LabeledImages,
     ShardSampler,
+    check_training_images,
+    collate_labeled,
     index_training_folders,
     train_transform_parts,
 )
@@ -367,6 +370,9 @@ def _train(cfg: TrainConfig, info: DistInfo, style_augment: nn.Module | None) ->
     train_images = index_training_folders(cfg.data)
     val_images = index_training_folders([cfg.val], classes=train_images.classes) if cfg.val is not None else None
     classes = train_images.classes
+    # Every file is read once now: an unreadable image refuses the run with the list, not at hour three.
+    check_training_images(train_images, *([val_images] if val_images else []), rank=info.rank,
+                          world_size=info.world_size)  # fmt: skip
     pre = effective_preprocessing(cfg)
     prepare, augment = train_transform_parts(pre, cfg.augment)
     train_set = ImageDataset(train_images, augment, prepare=prepare, seed=cfg.seed, cache=cfg.cache_images)
@@ -375,18 +381,23 @@ def _train(cfg: TrainConfig, info: DistInfo, style_augment: nn.Module | None) ->
     sampler = torch.utils.data.DistributedSampler(
         train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=False
     )
-    loader_kw: dict[str, Any] = {"num_workers": cfg.workers, "pin_memory": device.type == "cuda"}
+    loader_kw: dict[str, Any] = {
+        "num_workers": cfg.workers, "pin_memory": device.type == "cuda", "collate_fn": collate_labeled,
+    }  # fmt: skip
     if cfg.workers > 0:
         loader_kw["prefetch_factor"] = 4
-    train_loader = torch.utils.data.DataLoader(train_set, batch_size=local_batch, sampler=sampler, **loader_kw)
+    train_loader = LabeledBatches(
+        torch.utils.data.DataLoader(train_set, batch_size=local_batch, sampler=sampler, **loader_kw),
+        on_unreadable="raise",
+    )
     val_loader = None
     if val_images is not None:
         val_set = ImageDataset(val_images, pre.eval_transform("always"), cache=cfg.cache_images)
         val_set.preload(desc="cache validation images")
-        val_loader = torch.utils.data.DataLoader(
+        val_loader = LabeledBatches(torch.utils.data.DataLoader(
             val_set, batch_size=local_batch, sampler=ShardSampler(len(val_set), info.rank, info.world_size),
             **loader_kw,
-        )  # fmt: skip
+        ), on_unreadable="raise")  # fmt: skip
 
     # Model: identical initialisation on every rank (DDP also broadcasts rank 0's weights).
     seed_everything(cfg.seed)

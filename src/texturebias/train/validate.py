@@ -24,14 +24,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from texturebias.data.images import UnreadableImage, describe_unreadable, write_failed_csv
 from texturebias.data.labels import imagenet_wnids
 from texturebias.errors import CheckpointError, DataError
 from texturebias.models import load_model
 from texturebias.models.preprocessing import Preprocessing
 from texturebias.models.weights import training_checkpoint_info
-from texturebias.train.data import ImageDataset, index_training_folders
+from texturebias.train.data import ImageDataset, LabeledBatches, collate_labeled, index_training_folders
 from texturebias.utils.device import Precision, autocast, resolve_device, strict_fp32
-from texturebias.utils.io import write_csv, write_json
+from texturebias.utils.io import prepare_output_dir, write_csv, write_json
 from texturebias.utils.progress import progress
 
 _WNID = re.compile(r"^n\d{8}$")
@@ -227,6 +228,7 @@ class EvaluationResult:
         data: Evaluation folder.
         metrics: Overall and per-class accuracy.
         preprocessing: The eval preprocessing used.
+        failed: The images that could not be read (left out of every number; ``failed.csv``).
     """
 
     model: str
@@ -234,6 +236,7 @@ class EvaluationResult:
     data: Path
     metrics: ClassificationMetrics
     preprocessing: Preprocessing
+    failed: tuple[UnreadableImage, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready overall numbers."""
@@ -248,6 +251,7 @@ class EvaluationResult:
             "input_size": self.preprocessing.input_size,
             "resize_size": self.preprocessing.resize_size,
             "preprocessing": self.preprocessing.to_dict(),
+            "n_failed": len(self.failed),
         }
 
 
@@ -279,7 +283,8 @@ def evaluate_classifier(
         device: ``auto``, ``cpu``, ``cuda`` ...
         precision: ``fp32`` (strict, no TF32), ``bf16`` or ``fp16``.
         channels_last: Channels-last inputs and weights.
-        out: Folder to write ``summary.json`` and ``per_class.csv`` into (atomically); ``None`` writes nothing.
+        out: Folder to write ``summary.json``, ``per_class.csv`` and ``failed.csv`` (the images that could not be
+            read, which are left out) into (atomically); ``None`` writes nothing.
         preprocessing_overrides: Fields replacing the model's preprocessing (``mean``, ``std``, ``input_size``,
             ``crop_pct`` or ``resize_size``, ``interpolation``); see :func:`~texturebias.models.resolve_preprocessing`.
 
@@ -288,6 +293,7 @@ def evaluate_classifier(
     """
 
     dev = resolve_device(device)
+    out_dir = prepare_output_dir(out) if out is not None else None
     info = training_checkpoint_info(checkpoint) if checkpoint is not None else None
     model, pre = load_model(model_name, checkpoint, preprocessing_overrides=preprocessing_overrides)
     model = model.to(dev)
@@ -297,9 +303,13 @@ def evaluate_classifier(
     num_outputs = _num_outputs(model, pre, dev)
     lmap = label_map_for(images.classes, num_outputs, info.get("classes") if info else None)
     dataset = ImageDataset(images, pre.eval_transform("always"))
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=dev.type == "cuda"
-    )
+    # Unreadable images come back from the workers as records (collate_labeled): recorded, not fatal.
+    loader = LabeledBatches(
+        torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=dev.type == "cuda",
+            collate_fn=collate_labeled,
+        )
+    )  # fmt: skip
     acc = score_batches(
         model, loader, num_labels=len(images.classes), device=dev, precision=precision,
         channels_last=channels_last, label_map=lmap,
@@ -310,10 +320,15 @@ def evaluate_classifier(
         data=Path(data),
         metrics=acc.result(images.classes),
         preprocessing=pre,
+        failed=tuple(loader.failed),
     )
-    if out is not None:
-        out_dir = Path(out)
+    if result.metrics.n == 0:
+        raise DataError(
+            f"none of the {len(images)} images of {data} could be read: {describe_unreadable(loader.failed)}"
+        )
+    if out_dir is not None:
         write_csv(out_dir / "per_class.csv", result.metrics.per_class, PER_CLASS_FIELDS)
+        write_failed_csv(out_dir, loader.failed, root=data)
         write_json(out_dir / "summary.json", result.summary())
     return result
 

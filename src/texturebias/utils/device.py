@@ -69,3 +69,32 @@ def strict_fp32() -> Iterator[None]:
     finally:
         torch.backends.cuda.matmul.allow_tf32 = old_matmul
         torch.backends.cudnn.allow_tf32 = old_cudnn
+
+
+def cpu_has_bf16_hardware() -> bool:
+    """True when this CPU computes bf16 in hardware (AVX512-BF16 or AMX, from ``/proc/cpuinfo``).
+
+    Without it (AVX2-only CPUs, non-Linux systems where the flags cannot be read) oneDNN emulates bf16 and
+    bf16 autocast is several times *slower* than fp32.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16", "amx_tile"))
+
+
+def resolve_precision(precision: str, device: torch.device) -> Precision:
+    """Resolve ``"auto"``: bf16 where it is fast (CUDA with bf16 support, CPUs with AVX512-BF16/AMX), else fp32.
+
+    Any other value is returned unchanged. bf16 changes the results (see the command's docs for its error),
+    so ``"auto"`` is an explicit opt-in; defaults stay fp32.
+    """
+    if precision != "auto":
+        return precision  # type: ignore[return-value]
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu" and cpu_has_bf16_hardware():
+        return "bf16"
+    return "fp32"

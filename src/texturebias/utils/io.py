@@ -57,6 +57,31 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
         os.fsync(fh.fileno())
 
 
+def prepare_output_dir(path: str | os.PathLike[str]) -> Path:
+    """Create the output folder ``path`` (and its parents) now, before any work, and check it is writable.
+
+    Every command that writes an ``--out`` calls this first, so that a folder that cannot be created (an
+    existing file in the way, no permission) is one line at once instead of a traceback after the inference.
+
+    Raises:
+        DataError: ``path`` (or one of its parents) is a file, or the folder cannot be created or written.
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"output folder {out} is an existing file; choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise DataError(f"cannot create output folder {out}: a parent is a file, not a folder") from None
+    except NotADirectoryError:
+        raise DataError(f"cannot create output folder {out}: a parent is a file, not a folder") from None
+    except OSError as exc:
+        raise DataError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise DataError(f"output folder {out} is not writable")
+    return out
+
+
 def finite_or_none(x: Any) -> float | None:
     """``float(x)``, or ``None`` for ``None``, NaN and ±inf (JSON has no NaN; ``null`` means "undefined")."""
     if x is None:
@@ -177,3 +202,17 @@ def folder_identity(path: str | os.PathLike[str] | None, files: Iterable[Path] |
         st = f.stat()
         h.update(f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return {"files": len(listing), "digest": h.hexdigest()}
+
+
+def module_digest(module: torch.nn.Module) -> str:
+    """sha256 over a module's state dict (names, dtypes, shapes and values): the identity of a network in memory.
+
+    Used where a job receives a ready model instead of files, so that the same weights give the same settings
+    however they were loaded.
+    """
+    h = hashlib.sha256()
+    for key, value in module.state_dict().items():
+        t = value.detach().to("cpu").contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()

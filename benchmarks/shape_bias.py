@@ -1,0 +1,97 @@
+"""Shape-bias measuring path vs the model's forward alone: decoding overlapped (prefetch threads) or not.
+
+On the real cue-conflict stimuli (``$TEXTUREBIAS_DATA`` or ``--stimuli``), in one process, interleaved rounds
+(medians, so a busy machine slows every variant alike):
+
+- **forward alone**: the stimuli decoded and transformed beforehand, then only the batched forward pass
+  (channels_last, inference mode) — the ceiling;
+- **sequential**: ``classify_stimuli(..., loader_threads=0)``, decoding in the loop (the previous behaviour);
+- **prefetch**: ``classify_stimuli(...)`` with its default loader threads.
+
+Checks that both give identical decisions, and prints seconds and the ratios to the forward alone.
+
+Usage: ``TEXTUREBIAS_DATA=../shared/data .venv/bin/python benchmarks/shape_bias.py [--rounds 2] [--limit N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+os.environ.setdefault("TEXTUREBIAS_NO_PROGRESS", "1")
+
+from _machine import print_machine  # noqa: E402  (benchmarks/ is on sys.path)
+
+from texturebias.data.datasets import dataset_dir  # noqa: E402
+from texturebias.data.images import load_image  # noqa: E402
+from texturebias.evaluate.cue_conflict import classify_stimuli, stimulus_table  # noqa: E402
+from texturebias.evaluate.mapping import logits_to_decisions, resolve_mapping  # noqa: E402
+from texturebias.models import load_model  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="efficientnet_lite0")
+    parser.add_argument("--stimuli", help="cue-conflict folder (default: $TEXTUREBIAS_DATA or the cache)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--limit", type=int, help="only the first N stimuli")
+    args = parser.parse_args()
+    folder = dataset_dir("cue-conflict", args.stimuli, download=False)
+    table = stimulus_table(folder, cue_conflict=True)
+    if args.limit:
+        table = table.iloc[: args.limit]
+    model, pre = load_model(args.model)
+    model = model.eval().to(memory_format=torch.channels_last)
+    transform = pre.eval_transform("auto")
+    n = len(table)
+
+    def forward_alone() -> list[str]:
+        # Decoded beforehand (not timed): what remains is the forward pass and the 16-class decision.
+        images = [transform(load_image(p)) for p in table["path"]]
+        t0 = time.perf_counter()
+        decisions: list[str] = []
+        mapping = None
+        with torch.inference_mode():
+            for start in range(0, n, args.batch_size):
+                x = torch.stack(images[start : start + args.batch_size]).contiguous(memory_format=torch.channels_last)
+                logits = model(x)
+                mapping = mapping or resolve_mapping(None, int(logits.shape[-1]))
+                decisions += logits_to_decisions(logits.float(), mapping, "mean")[0]
+        timings["forward alone"].append(time.perf_counter() - t0)
+        return decisions
+
+    def run(name: str, threads: int | None) -> list[str]:
+        t0 = time.perf_counter()
+        trials = classify_stimuli(model, pre, table, name=args.model, batch_size=args.batch_size,
+                                  loader_threads=threads)  # fmt: skip
+        timings[name].append(time.perf_counter() - t0)
+        return list(trials["object_response"])
+
+    timings: dict[str, list[float]] = {"forward alone": [], "sequential": [], "prefetch": []}
+    with torch.inference_mode():  # warm-up: oneDNN primitive creation for both batch shapes
+        for size in {args.batch_size, n % args.batch_size or args.batch_size}:
+            model(torch.zeros(size, 3, 224, 224).contiguous(memory_format=torch.channels_last))
+    reference = None
+    for r in range(args.rounds):
+        for name, fn in (("forward alone", forward_alone), ("sequential", lambda: run("sequential", 0)),
+                         ("prefetch", lambda: run("prefetch", None))):  # fmt: skip
+            decisions = fn()
+            reference = reference or decisions
+            assert decisions == reference, f"{name}: decisions differ"
+            print(f"round {r + 1} {name:<14} {timings[name][-1]:7.1f} s", flush=True)
+    med = {k: statistics.median(v) for k, v in timings.items()}
+    print_machine()
+    print(f"{args.model}, {n} cue-conflict stimuli, batch {args.batch_size}, torch threads {torch.get_num_threads()}, "
+          f"median of {args.rounds} interleaved rounds; decisions identical in every run")  # fmt: skip
+    for name, seconds in med.items():
+        print(f"  {name:<14} {seconds:7.1f} s   {seconds / med['forward alone']:.2f}x forward alone")
+    print(f"prefetch / sequential: {med['prefetch'] / med['sequential']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
