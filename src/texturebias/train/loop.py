@@ -12,8 +12,8 @@ import dataclasses
 import math
 import random
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from texturebias.errors import CheckpointError, TextureBiasError
+from texturebias.errors import CheckpointError, TextureBiasError, first_line
 from texturebias.models import Preprocessing, create_model, resolve_preprocessing
 from texturebias.stylize.adain import AdaIN
 from texturebias.stylize.augment import StyleAugment, style_bank
@@ -346,27 +346,91 @@ def train(config: TrainConfig, *, style_augment: nn.Module | None = None) -> Tra
 
 
 def _train(cfg: TrainConfig, info: DistInfo, style_augment: nn.Module | None) -> TrainResult:
+    """The training run: check the folder, build data and model, resume, then train and save epoch by epoch."""
+    device = _training_device(cfg, info)
+    last_path, best_path = _check_run_folder(cfg, info, device)
+    data = _build_data(cfg, info, device)
+    model, optimizer, schedule, scaler = _build_model(cfg, info, device, len(data.classes))
+    state = _RunState()
+    if cfg.resume:
+        state = _resume(cfg, info, last_path, model, optimizer, schedule, scaler)
+    writer = _start_records(cfg, info, data)
+    trainer = _make_trainer(cfg, info, device, model, optimizer, scaler, data, style_augment)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    t_run = time.perf_counter() - state.elapsed_before
+    for epoch in range(state.start_epoch, cfg.epochs):
+        row, improved = _run_epoch(cfg, info, device, epoch, model, trainer, optimizer, schedule, data, state)
+        row["wall_time_s"] = time.perf_counter() - t_run
+        state.metrics.append(row)
+        rng_states = _gather_rng_states(info)  # collective: every rank takes part
+        if info.is_main:
+            _save_epoch(cfg, info, epoch, model, optimizer, schedule, scaler, data, state, rng_states, improved,
+                        last_path, best_path, writer, row)  # fmt: skip
+        barrier()
+    if writer is not None:
+        writer.close()
+    model.eval()
+    return TrainResult(
+        out=cfg.out,
+        config=cfg,
+        classes=data.classes,
+        metrics=state.metrics,
+        best_top1=state.best_top1,
+        best_epoch=state.best_epoch,
+        checkpoint_last=last_path,
+        checkpoint_best=best_path if data.val_loader is not None else None,
+        model=model,
+    )
+
+
+@dataclass
+class _Data:
+    """What the loop reads: the training set (its sampler is reseeded per epoch) and the validation batches."""
+
+    train_images: Any
+    classes: Sequence[str]
+    pre: Preprocessing
+    train_set: Any
+    sampler: Any
+    train_loader: Any
+    val_loader: Any
+
+
+@dataclass
+class _RunState:
+    """Where the run stands: 0 epochs for a new run, the checkpoint's values after a resume."""
+
+    start_epoch: int = 0
+    best_top1: float | None = None
+    best_epoch: int | None = None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    elapsed_before: float = 0.0
+
+
+def _check_run_folder(cfg: TrainConfig, info: DistInfo, device: torch.device) -> tuple[Path, Path]:
+    """Refuse a run that cannot work before touching any data: batch split, precision, new vs resumed run."""
     if cfg.batch_size % info.world_size:
         raise TextureBiasError(f"global batch {cfg.batch_size} is not divisible by {info.world_size} processes")
-    device = _training_device(cfg, info)
     if cfg.precision == "fp16" and device.type != "cuda":
         raise TextureBiasError("fp16 needs a CUDA device; use --precision bf16 on CPU")
-    out = cfg.out
-    last_path, best_path = out / "checkpoint_last.pt", out / "checkpoint_best.pt"
+    last_path, best_path = cfg.out / "checkpoint_last.pt", cfg.out / "checkpoint_best.pt"
     if last_path.exists() and not cfg.resume:
         raise TextureBiasError(
-            f"{out} already holds a training run; pass --resume to continue it or choose another --out"
+            f"{cfg.out} already holds a training run; pass --resume to continue it or choose another --out"
         )
     if cfg.resume and not last_path.is_file():
         raise TextureBiasError(f"nothing to resume: {last_path} not found")
-
     if cfg.tensorboard:
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            import torch.utils.tensorboard  # noqa: F401
         except ImportError:
             raise TextureBiasError("--tensorboard needs the tensorboard package (pip install tensorboard)") from None
+    return last_path, best_path
 
-    # Data (every rank indexes the folders itself: cheap, and no broadcast of file lists is needed).
+
+def _build_data(cfg: TrainConfig, info: DistInfo, device: torch.device) -> _Data:
+    """Index, check and load the folders; every rank indexes them itself (cheap, no broadcast of file lists)."""
     train_images = index_training_folders(cfg.data)
     val_images = index_training_folders([cfg.val], classes=train_images.classes) if cfg.val is not None else None
     classes = train_images.classes
@@ -399,15 +463,21 @@ def _train(cfg: TrainConfig, info: DistInfo, style_augment: nn.Module | None) ->
             **loader_kw,
         ), on_unreadable="raise")  # fmt: skip
 
-    # Model: identical initialisation on every rank (DDP also broadcasts rank 0's weights).
+    return _Data(train_images, classes, pre, train_set, sampler, train_loader, val_loader)
+
+
+def _build_model(
+    cfg: TrainConfig, info: DistInfo, device: torch.device, num_classes: int
+) -> tuple[nn.Module, torch.optim.Optimizer, StepDecay, torch.amp.GradScaler]:
+    """The network (identical initialisation on every rank), SGD, the step schedule and the fp16 scaler."""
     seed_everything(cfg.seed)
     if not info.is_main:
         barrier()  # let rank 0 download/verify pretrained weights into the cache first
     if cfg.resume:
         # The checkpoint replaces every weight: do not fetch pretrained weights or read --init again.
-        model = create_model(cfg.model, num_classes=len(classes), **cfg.model_kwargs)
+        model = create_model(cfg.model, num_classes=num_classes, **cfg.model_kwargs)
     else:
-        model = build_model(cfg, len(classes))
+        model = build_model(cfg, num_classes)
     if info.is_main:
         barrier()
     model.to(device)
@@ -417,127 +487,169 @@ def _train(cfg: TrainConfig, info: DistInfo, style_augment: nn.Module | None) ->
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     schedule = StepDecay(cfg.lr, cfg.lr_steps, cfg.lr_gamma)  # type: ignore[arg-type]
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    return model, optimizer, schedule, scaler
 
-    start_epoch, best_top1, best_epoch = 0, None, None
-    metrics: list[dict[str, Any]] = []
-    elapsed_before = 0.0
-    if cfg.resume:
-        ck = _load_training_checkpoint(last_path)
-        _check_resume_config(ck["config"], cfg)
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        schedule.load_state_dict(ck["scheduler"])
-        schedule.base_lr = cfg.lr  # an explicit new --lr on resume wins; same value otherwise
-        scaler.load_state_dict(ck["scaler"])
-        start_epoch = int(ck["epoch"])
-        best_top1, best_epoch = ck.get("best_top1"), ck.get("best_epoch")
-        elapsed_before = float(ck.get("wall_time_s", 0.0))
-        rng = ck["rng"]
-        _set_rng_state(rng[info.rank] if len(rng) == info.world_size else rng[0])
-        metrics = _read_metrics(out / "metrics.csv", start_epoch)
-        if info.is_main:
-            log.info("resuming %s after epoch %d", out, start_epoch)
 
-    writer = None
+def _resume(
+    cfg: TrainConfig,
+    info: DistInfo,
+    last_path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: StepDecay,
+    scaler: torch.amp.GradScaler,
+) -> _RunState:
+    """Restore every state of the interrupted run (weights, optimizer, schedule, RNG) after checking its settings."""
+    ck = _load_training_checkpoint(last_path)
+    _check_resume_config(ck["config"], cfg)
+    model.load_state_dict(ck["model"])
+    optimizer.load_state_dict(ck["optimizer"])
+    schedule.load_state_dict(ck["scheduler"])
+    schedule.base_lr = cfg.lr  # an explicit new --lr on resume wins; same value otherwise
+    scaler.load_state_dict(ck["scaler"])
+    start_epoch = int(ck["epoch"])
+    rng = ck["rng"]
+    _set_rng_state(rng[info.rank] if len(rng) == info.world_size else rng[0])
     if info.is_main:
-        _write_config(out / "config.json", cfg, info, classes, pre, train_images)
-        if cfg.tensorboard:
-            writer = SummaryWriter(str(out / "tensorboard"))
+        log.info("resuming %s after epoch %d", cfg.out, start_epoch)
+    return _RunState(
+        start_epoch=start_epoch,
+        best_top1=ck.get("best_top1"),
+        best_epoch=ck.get("best_epoch"),
+        metrics=_read_metrics(cfg.out / "metrics.csv", start_epoch),
+        elapsed_before=float(ck.get("wall_time_s", 0.0)),
+    )
 
+
+def _start_records(cfg: TrainConfig, info: DistInfo, data: _Data) -> Any:
+    """config.json (and a TensorBoard writer when asked) on rank 0."""
+    if not info.is_main:
+        return None
+    _write_config(cfg.out / "config.json", cfg, info, data.classes, data.pre, data.train_images)
+    if cfg.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(cfg.out / "tensorboard"))
+    return None
+
+
+def _make_trainer(
+    cfg: TrainConfig,
+    info: DistInfo,
+    device: torch.device,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    data: _Data,
+    style_augment: nn.Module | None,
+) -> Trainer:
+    """The step runner: DDP wrapping under torchrun, and the AdaIN batch augmentation of the SIN recipes."""
     ddp_model: nn.Module = model
     if info.distributed:
         ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if style_augment is None and cfg.stylize_prob > 0:
-        style_augment = build_style_augment(cfg, device, pre.input_size)
+        style_augment = build_style_augment(cfg, device, data.pre.input_size)
     if style_augment is not None:
         style_augment.to(device)
-    trainer = Trainer(ddp_model, optimizer, device=device, precision=cfg.precision, channels_last=cfg.channels_last,
-                      num_classes=len(classes), scaler=scaler, batch_augment=style_augment, preprocessing=pre,
-                      seed=cfg.seed, rank=info.rank)  # fmt: skip
+    return Trainer(ddp_model, optimizer, device=device, precision=cfg.precision, channels_last=cfg.channels_last,
+                   num_classes=len(data.classes), scaler=scaler, batch_augment=style_augment, preprocessing=data.pre,
+                   seed=cfg.seed, rank=info.rank)  # fmt: skip
 
+
+def _run_epoch(
+    cfg: TrainConfig,
+    info: DistInfo,
+    device: torch.device,
+    epoch: int,
+    model: nn.Module,
+    trainer: Trainer,
+    optimizer: torch.optim.Optimizer,
+    schedule: StepDecay,
+    data: _Data,
+    state: _RunState,
+) -> tuple[dict[str, Any], bool]:
+    """One epoch of training and validation; returns the metrics row and whether validation improved."""
+    lr = schedule.lr(epoch)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    data.sampler.set_epoch(epoch)
+    data.train_set.set_epoch(epoch)
+    t0 = time.perf_counter()
+    acc = trainer.train_one_epoch(data.train_loader, epoch=epoch, log_every=cfg.log_every)
+    acc.all_reduce()
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    t_run = time.perf_counter() - elapsed_before
-    for epoch in range(start_epoch, cfg.epochs):
-        lr = schedule.lr(epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        sampler.set_epoch(epoch)
-        train_set.set_epoch(epoch)
-        t0 = time.perf_counter()
-        acc = trainer.train_one_epoch(train_loader, epoch=epoch, log_every=cfg.log_every)
-        acc.all_reduce()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_time = time.perf_counter() - t0
-        tr = acc.result()
-        if not math.isfinite(tr.loss):
-            raise TextureBiasError(f"training diverged in epoch {epoch + 1} (loss {tr.loss}); lower --lr")
-        row: dict[str, Any] = {
-            "epoch": epoch + 1, "lr": lr, "train_loss": tr.loss, "train_top1": tr.top1,
-            "val_loss": "", "val_top1": "", "val_top5": "",
-            "images_per_s": tr.n / train_time if train_time > 0 else 0.0,
-        }  # fmt: skip
-        improved = False
-        if info.distributed:
-            # BatchNorm running statistics differ per rank after the last step: validate (and save) rank 0's.
-            for buffer in model.buffers():
-                dist.broadcast(buffer, 0)
-        if val_loader is not None:
-            vacc = score_batches(model, val_loader, num_labels=len(classes), device=device, precision=cfg.precision,
-                                 channels_last=cfg.channels_last, desc="validate")  # fmt: skip
-            vacc.all_reduce()
-            va = vacc.result()
-            row.update(val_loss=va.loss, val_top1=va.top1, val_top5=va.top5)
-            if best_top1 is None or va.top1 > best_top1:
-                best_top1, best_epoch, improved = va.top1, epoch + 1, True
-        row["epoch_time_s"] = time.perf_counter() - t0
-        row["wall_time_s"] = time.perf_counter() - t_run
-        metrics.append(row)
-        rng_states = _gather_rng_states(info)  # collective: every rank takes part
-        if info.is_main:
-            ck = {
-                "format": CHECKPOINT_FORMAT,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": schedule.state_dict(),
-                "scaler": scaler.state_dict(),
-                "epoch": epoch + 1,
-                "best_top1": best_top1,
-                "best_epoch": best_epoch,
-                "wall_time_s": row["wall_time_s"],
-                "rng": rng_states,
-                "config": cfg.to_json(),
-                "classes": list(classes),
-                "preprocessing": _preprocessing_json(pre),
-                "world_size": info.world_size,
-            }
-            save_torch(last_path, ck)
-            if improved:
-                save_torch(best_path, {k: ck[k] for k in ("format", "model", "epoch", "best_top1", "config", "classes",
-                                                         "preprocessing")})  # fmt: skip
-            write_csv(out / "metrics.csv", metrics, METRICS_FIELDS)
-            if writer is not None:
-                for key in ("lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "images_per_s"):
-                    if row[key] != "":
-                        writer.add_scalar(key, row[key], epoch + 1)
-                writer.flush()
-            log.info(_format_row(row))
-        barrier()
+        torch.cuda.synchronize(device)
+    train_time = time.perf_counter() - t0
+    tr = acc.result()
+    if not math.isfinite(tr.loss):
+        raise TextureBiasError(f"training diverged in epoch {epoch + 1} (loss {tr.loss}); lower --lr")
+    row: dict[str, Any] = {
+        "epoch": epoch + 1, "lr": lr, "train_loss": tr.loss, "train_top1": tr.top1,
+        "val_loss": "", "val_top1": "", "val_top5": "",
+        "images_per_s": tr.n / train_time if train_time > 0 else 0.0,
+    }  # fmt: skip
+    improved = False
+    if info.distributed:
+        # BatchNorm running statistics differ per rank after the last step: validate (and save) rank 0's.
+        for buffer in model.buffers():
+            dist.broadcast(buffer, 0)
+    if data.val_loader is not None:
+        vacc = score_batches(model, data.val_loader, num_labels=len(data.classes), device=device,
+                             precision=cfg.precision, channels_last=cfg.channels_last, desc="validate")  # fmt: skip
+        vacc.all_reduce()
+        va = vacc.result()
+        row.update(val_loss=va.loss, val_top1=va.top1, val_top5=va.top5)
+        if state.best_top1 is None or va.top1 > state.best_top1:
+            state.best_top1, state.best_epoch, improved = va.top1, epoch + 1, True
+    row["epoch_time_s"] = time.perf_counter() - t0
+    return row, improved
+
+
+def _save_epoch(
+    cfg: TrainConfig,
+    info: DistInfo,
+    epoch: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: StepDecay,
+    scaler: torch.amp.GradScaler,
+    data: _Data,
+    state: _RunState,
+    rng_states: Any,
+    improved: bool,
+    last_path: Path,
+    best_path: Path,
+    writer: Any,
+    row: dict[str, Any],
+) -> None:
+    """checkpoint_last.pt (everything resume needs), checkpoint_best.pt when validation improved, metrics.csv."""
+    ck = {
+        "format": CHECKPOINT_FORMAT,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": schedule.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch + 1,
+        "best_top1": state.best_top1,
+        "best_epoch": state.best_epoch,
+        "wall_time_s": row["wall_time_s"],
+        "rng": rng_states,
+        "config": cfg.to_json(),
+        "classes": list(data.classes),
+        "preprocessing": _preprocessing_json(data.pre),
+        "world_size": info.world_size,
+    }
+    save_torch(last_path, ck)
+    if improved:
+        save_torch(best_path, {k: ck[k] for k in ("format", "model", "epoch", "best_top1", "config", "classes",
+                                                 "preprocessing")})  # fmt: skip
+    write_csv(cfg.out / "metrics.csv", state.metrics, METRICS_FIELDS)
     if writer is not None:
-        writer.close()
-    model.eval()
-    return TrainResult(
-        out=out,
-        config=cfg,
-        classes=classes,
-        metrics=metrics,
-        best_top1=best_top1,
-        best_epoch=best_epoch,
-        checkpoint_last=last_path,
-        checkpoint_best=best_path if val_loader is not None else None,
-        model=model,
-    )
+        for key in ("lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "images_per_s"):
+            if row[key] != "":
+                writer.add_scalar(key, row[key], epoch + 1)
+        writer.flush()
+    log.info(_format_row(row))
 
 
 def _format_row(row: dict[str, Any]) -> str:
@@ -572,7 +684,7 @@ def _load_training_checkpoint(path: Path) -> dict[str, Any]:
     try:
         ck = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable training checkpoint ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(f"{path}: not a readable training checkpoint ({first_line(exc)})") from None
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or "optimizer" not in ck:
         raise CheckpointError(f"{path}: not a texturebias training checkpoint (checkpoint_last.pt of `train`)")
     return ck
