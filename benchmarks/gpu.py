@@ -1,7 +1,8 @@
 """The prepared GPU check: throughput, correctness vs CPU fp32, and torchrun smoke runs, written to a report.
 
-Run it as is on a GPU machine (one GPU, <= 8 minutes; ``--budget-s`` bounds the measured part and rows that
-do not fit are marked "not measured (time budget)")::
+Run it as is on a GPU machine, from the repository root, with torch and the package's dependencies
+installed (one GPU, <= 8 minutes: ``--budget-s`` bounds the measured part, rows that do not fit are marked
+"not measured: time budget", and the smoke runs have a 2-minute timeout)::
 
     python benchmarks/gpu.py                         # --device cuda, writes docs/performance.md
     python benchmarks/gpu.py --device cpu --quick --out /tmp/perf.md   # CPU smoke (the test suite runs this)
@@ -31,6 +32,7 @@ Weights are deterministic seeded initialisations (no downloads): speed does not 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -54,6 +56,8 @@ os.environ.setdefault("TEXTUREBIAS_NO_PROGRESS", "1")
 from _machine import describe_machine, print_machine  # noqa: E402  (benchmarks/ is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
+if importlib.util.find_spec("texturebias") is None:  # a fresh checkout without `pip install -e .`
+    sys.path.insert(0, str(REPO / "src"))
 DEFAULT_OUT = REPO / "docs" / "performance.md"
 BEGIN = "<!-- benchmarks/gpu.py: begin (generated; rerun the script to update) -->"
 END = "<!-- benchmarks/gpu.py: end -->"
@@ -534,7 +538,7 @@ def torchrun(args: list[str], timeout: float) -> tuple[bool, float, str]:
     """Run ``torchrun --standalone --nproc_per_node 1 <args>``; (ok, seconds, last output line)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", *args]
     env = {**os.environ, "TEXTUREBIAS_NO_PROGRESS": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "benchmarks"), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO / "benchmarks"), env.get("PYTHONPATH", "")])
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
@@ -639,7 +643,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run (CPU: < 60 s)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report to write (default docs/performance.md)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
-    parser.add_argument("--budget-s", type=float, default=420.0, help="stop starting measurements after this")
+    parser.add_argument("--budget-s", type=float, default=360.0, help="stop starting measurements after this")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--ddp-probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -664,7 +668,7 @@ def main() -> int:
             ("stylize (end to end)", lambda: bench_stylize_end_to_end(report, sizes, device, vgg, decoder, tmp)),
             ("heatmap", lambda: bench_heatmap(report, sizes, device)),
             ("train", lambda: bench_train(report, sizes, device)),
-            ("smoke", lambda: smoke_runs(report, device, vgg, decoder, tmp, 60.0 if args.quick else 180.0)),
+            ("smoke", lambda: smoke_runs(report, device, vgg, decoder, tmp, 60.0 if args.quick else 120.0)),
         ]
         for section, run in sections:
             if report.time_left() < 0:

@@ -17,7 +17,8 @@ import pytest
 from PIL import Image
 
 from oddimages import CONVERTIBLE, UNREADABLE, make_odd_folder, make_photo, tree_bytes
-from texturebias.data.folder_job import ItemResult, JobItem, run_folder_job, to_pil
+from texturebias.data.folder_job import ItemResult, JobItem, run_folder_job
+from texturebias.data.job_writers import to_pil
 from texturebias.errors import DataError
 from texturebias.utils.distributed import DistInfo
 from texturebias.utils.seed import stable_hash

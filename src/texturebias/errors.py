@@ -36,3 +36,12 @@ class DataError(TextureBiasError):
 
 class UsageError(TextureBiasError):
     """Flags that contradict each other or are missing: the command line itself is wrong (exit code 2)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message for a one-line report, or its type name when the message is empty.
+
+    ``torch.load`` on a zero-byte file raises with an empty message; ``str(exc).splitlines()[0]`` would then
+    turn a user error into an ``IndexError`` traceback.
+    """
+    return next(iter(str(exc).splitlines()), "").strip() or type(exc).__name__

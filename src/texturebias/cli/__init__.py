@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         _check_device_flags(args)
-        _prepare_output(args)
+        _check_output(args)
         from texturebias.utils.download import offline_hints
 
         with offline_hints(**getattr(args, "offline_hints", {})):
@@ -82,21 +82,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(result or 0)
 
 
-def _prepare_output(args: argparse.Namespace) -> None:
-    """Create the command's output folder (``--out DIR`` or ``OUT_DIR``) before it loads or computes anything.
+def _check_output(args: argparse.Namespace) -> None:
+    """Refuse an output folder (``--out DIR`` or ``OUT_DIR``) that cannot be created, before any work.
 
     An output that is an existing file or cannot be created is then one line at once, not a traceback after the
-    inference (:func:`~texturebias.utils.io.prepare_output_dir`). Commands whose ``--out`` names a file set the
-    parser default ``out_is_file``.
+    inference (:func:`~texturebias.utils.io.check_output_dir`; nothing is created here). Commands whose
+    ``--out`` names a file set the parser default ``out_is_file``.
     """
     if getattr(args, "out_is_file", False):
         return
-    from texturebias.utils.io import prepare_output_dir
+    from texturebias.utils.io import check_output_dir
 
     for name in ("out", "out_dir"):
         value = getattr(args, name, None)
         if isinstance(value, (str, os.PathLike)):
-            prepare_output_dir(value)
+            check_output_dir(value)
 
 
 def _check_device_flags(args: argparse.Namespace) -> None:

@@ -56,84 +56,40 @@ is :func:`load_rgb`. The callback may return, per item, an :class:`ItemResult` o
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
-import tarfile
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
 from texturebias.data.images import find_images, load_image
+from texturebias.data.job_items import ItemResult, JobItem
+from texturebias.data.job_records import (
+    FAILED_NAME,
+    Journal,
+    _all_records,
+    _is_done,
+    _journal_path,
+    _manifest_records,
+    check_job_settings,
+    finalize_records,
+)
+from texturebias.data.job_writers import (
+    FORMATS,
+    Encoder,
+    ImageLike,
+    ShardWriter,
+    TreeWriter,
+    shard_path,
+)
 from texturebias.errors import DataError, TextureBiasError
 from texturebias.utils.distributed import DistInfo, dist_info, shard
-from texturebias.utils.io import atomic_path, require_same_settings, write_csv, write_json
 from texturebias.utils.progress import get_logger, progress
-from texturebias.utils.seed import stable_hash
-
-MANIFEST_NAME = "manifest.csv"
-FAILED_NAME = "failed.csv"
-JOURNAL_DIR = ".job"
-SETTINGS_NAME = "job.json"
-BASE_FIELDS: tuple[str, ...] = ("input", "output_name", "output", "status")
-FORMATS: dict[str, str] = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
-
-ImageLike = Any  # PIL.Image.Image | np.ndarray (uint8) | torch.Tensor (float in [0, 1])
-
-
-@dataclass(frozen=True)
-class JobItem:
-    """One input image of a folder job.
-
-    Attributes:
-        index: Position in the sorted list of all inputs (the same in every process).
-        path: The input file.
-        relpath: Path relative to the input folder, POSIX style (``"n01440764/x.JPEG"``).
-        job_seed: The job's seed.
-    """
-
-    index: int
-    path: Path
-    relpath: str
-    job_seed: int = 0
-
-    @property
-    def stem(self) -> str:
-        """Relative path without the file suffix (``"n01440764/x"``): outputs keep it."""
-        return self.relpath[: -len(Path(self.relpath).suffix)] if Path(self.relpath).suffix else self.relpath
-
-    def seed(self, *parts: object) -> int:
-        """A 63-bit seed that depends only on (job seed, relative path, ``parts``)."""
-        return stable_hash(self.job_seed, self.relpath, *parts) >> 1
-
-    def rng(self, *parts: object) -> np.random.Generator:
-        """A NumPy Generator seeded with :meth:`seed`."""
-        return np.random.default_rng(self.seed(*parts))
-
-
-@dataclass
-class ItemResult:
-    """What the batch callback returns for one item.
-
-    Attributes:
-        outputs: Output name → image (see the module docstring for accepted image types).
-        info: Extra manifest columns for every output row of this item (e.g. ``{"style": ..., "alpha": 1.0}``);
-            values may also be per-output mappings ``{output_name: value}``.
-        error: Set instead of ``outputs`` when this item could not be processed (recorded in failed.csv).
-    """
-
-    outputs: Mapping[str, ImageLike] = field(default_factory=dict)
-    info: Mapping[str, Any] = field(default_factory=dict)
-    error: str | None = None
 
 
 @dataclass
@@ -179,182 +135,8 @@ def load_rgb(path: Path) -> Image.Image:
     return load_image(path)
 
 
-def to_pil(image: ImageLike) -> Image.Image:
-    """Convert an output image (PIL, uint8 array, or float tensor in [0, 1]) to an 8-bit PIL image."""
-    if isinstance(image, Image.Image):
-        return image
-    if isinstance(image, torch.Tensor):
-        t = image.detach().float().cpu()
-        if t.ndim == 3 and t.shape[0] in (1, 3):
-            t = t.permute(1, 2, 0)
-        # torchvision.utils.save_image convention (what the AdaIN reference used to write SIN).
-        arr = t.clamp(0, 1).mul(255).add(0.5).clamp(0, 255).to(torch.uint8).numpy()
-        image = arr[..., 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8:
-        raise TypeError(f"output arrays must be uint8, got {arr.dtype}")
-    return Image.fromarray(np.ascontiguousarray(arr))
-
-
-def encode_image(image: ImageLike, fmt: str = "png", quality: int = 95, png_compress_level: int = 6) -> bytes:
-    """Encode an output image to bytes in ``fmt`` (png, jpg, webp); deterministic for a given PIL."""
-    pil = to_pil(image)
-    buf = io.BytesIO()
-    pil_fmt = FORMATS[fmt]
-    if pil_fmt == "PNG":
-        pil.save(buf, format="PNG", compress_level=png_compress_level)
-    elif pil_fmt == "JPEG":
-        pil.save(buf, format="JPEG", quality=quality, subsampling=0 if quality >= 90 else 2)
-    else:
-        pil.save(buf, format=pil_fmt, quality=quality)
-    return buf.getvalue()
-
-
 # --------------------------------------------------------------------------------------------------------
 # Journal (records written as the job goes) and the merged manifest.
-
-
-def _journal_path(out_dir: Path, rank: int) -> Path:
-    return out_dir / JOURNAL_DIR / f"rank{rank}.jsonl"
-
-
-def _read_journal(path: Path) -> list[dict[str, Any]]:
-    """Complete records of a journal; a half-written last line (kill -9) is ignored."""
-    records = []
-    data = path.read_bytes()
-    for line in data.split(b"\n")[:-1] if not data.endswith(b"\n") else data.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
-
-
-def _open_journal(path: Path) -> io.TextIOWrapper:
-    """Open a journal for appending, first cutting a half-written last line left by a killed run."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with open(path, "r+b") as fh:
-                fh.truncate(data.rfind(b"\n") + 1)
-    return open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by the caller
-
-
-def _manifest_records(out_dir: Path) -> list[dict[str, Any]]:
-    """Records of earlier finished runs, read back from manifest.csv/failed.csv."""
-    records: dict[str, dict[str, Any]] = {}
-    manifest = out_dir / MANIFEST_NAME
-    if manifest.exists():
-        with open(manifest, encoding="utf-8", newline="") as fh:
-            for row in csv.DictReader(fh):
-                rec = records.setdefault(row["input"], {"input": row["input"], "status": "done", "rows": []})
-                if row.get("status") != "done":
-                    rec["status"] = row.get("status", "failed")
-                rec["rows"].append(row)
-    failed = out_dir / FAILED_NAME
-    if failed.exists():
-        with open(failed, encoding="utf-8", newline="") as fh:
-            for row in csv.DictReader(fh):
-                records[row["input"]] = {"input": row["input"], "status": "failed", "reason": row["reason"]}
-    return list(records.values())
-
-
-def _all_records(out_dir: Path) -> dict[str, dict[str, Any]]:
-    """Latest record per input: manifest of finished runs, then journals of interrupted ones."""
-    merged = {r["input"]: r for r in _manifest_records(out_dir)}
-    jdir = out_dir / JOURNAL_DIR
-    if jdir.is_dir():
-        for path in sorted(jdir.glob("rank*.jsonl")):
-            for rec in _read_journal(path):
-                merged[rec["input"]] = rec
-    return merged
-
-
-def _is_done(rec: dict[str, Any] | None, out_dir: Path, expected: Collection[str] | None = None) -> bool:
-    if rec is None or rec.get("status") != "done":
-        return False
-    if expected is not None and not set(expected) <= {row["output_name"] for row in rec["rows"]}:
-        return False  # asked for outputs this record does not have (e.g. new --levels)
-    return all((out_dir / row["output"]).is_file() for row in rec["rows"])
-
-
-def check_job_settings(
-    out_dir: Path, settings: Mapping[str, Any], *, what: str = "job", filename: str = SETTINGS_NAME, write: bool = True
-) -> None:
-    """Refuse to resume or extend ``out_dir`` when it was written with other settings; record them otherwise.
-
-    ``out_dir/job.json`` holds the settings of the run that wrote the folder (flags and the identity of every
-    input file that determines the pixels). A rerun with equal settings resumes; with other settings it is
-    refused, naming the settings that differ. A folder with records but no ``job.json`` (an older texturebias)
-    is refused too: what made its outputs is unknown.
-
-    Raises:
-        TextureBiasError: settings differ, or the folder's records cannot be attributed to any settings.
-    """
-    path = out_dir / filename
-    current = json.loads(json.dumps(settings, default=str))
-    if path.is_file():
-        try:
-            saved = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            saved = None
-        require_same_settings(saved, current, what=what, state_file=path)
-        return
-    if not write:
-        return  # another rank records them; this one only compares when they are there
-    if (out_dir / MANIFEST_NAME).exists():
-        raise DataError(
-            f"{out_dir} holds outputs without recorded settings ({filename} missing); "
-            "choose another output folder or delete it"
-        )
-    write_json(path, current)
-
-
-def finalize_records(
-    out_dir: Path, inputs: Sequence[str], manifest_fields: Sequence[str] = ()
-) -> list[tuple[str, str]]:
-    """Merge journals and earlier records into sorted ``manifest.csv``/``failed.csv``, then drop the journals.
-
-    Args:
-        out_dir: The job's output folder.
-        inputs: All input relative paths in job order (records are written in this order).
-        manifest_fields: The extra manifest columns.
-
-    Returns:
-        ``(input, reason)`` of every failed input.
-    """
-    records = _all_records(out_dir)
-    order = {rel: i for i, rel in enumerate(inputs)}
-    rows: list[dict[str, Any]] = []
-    failed: list[tuple[str, str]] = []
-    for rel in sorted(records, key=lambda r: (order.get(r, len(order)), r)):
-        rec = records[rel]
-        if rec.get("status") == "done":
-            rows.extend(rec["rows"])
-        elif rel in order:  # a failed input that has since been removed is no longer this job's failure
-            failed.append((rel, str(rec.get("reason", "unknown"))))
-            rows.append({"input": rel, "output_name": "", "output": "", "status": "failed"})
-    fields = list(BASE_FIELDS) + [f for f in manifest_fields if f not in BASE_FIELDS]
-    write_csv(out_dir / MANIFEST_NAME, ({k: r.get(k, "") for k in fields} for r in rows), fields)
-    write_csv(out_dir / FAILED_NAME, ({"input": i, "reason": r} for i, r in failed), ["input", "reason"])
-    # Temporary files of killed runs (hidden, never under a final name; see utils.io.atomic_path). Safe to
-    # remove now: every rank has finished writing.
-    for dirpath, _, filenames in os.walk(out_dir):
-        for name in filenames:
-            if name.startswith(".") and ".tmp" in name:
-                Path(dirpath, name).unlink(missing_ok=True)
-    jdir = out_dir / JOURNAL_DIR
-    if jdir.is_dir():
-        for path in jdir.glob("rank*.jsonl"):
-            path.unlink(missing_ok=True)
-        try:
-            jdir.rmdir()
-        except OSError:
-            pass
-    return failed
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -420,42 +202,10 @@ def _loader(
 # Writers: a file tree, or WebDataset-style tar shards.
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def _wds_key(stem: str) -> str:
-    # WebDataset splits a member name at the first dot of its basename: keep dots out of the key.
-    return stem.replace(".", "_")
-
-
-def _tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = 0  # fixed metadata: shards are byte-identical across runs
-    info.mode = 0o644
-    info.uname = info.gname = ""
-    tar.addfile(info, io.BytesIO(data))
-
-
-def _write_shard(path: Path, members: list[tuple[str, bytes]]) -> None:
-    with atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in members:
-            _tar_member(tar, name, data)
-
-
 def _normalise_result(result: ItemResult | Mapping[str, ImageLike]) -> ItemResult:
     if isinstance(result, ItemResult):
         return result
     return ItemResult(outputs=dict(result))
-
-
-def _info_for(info: Mapping[str, Any], name: str) -> dict[str, Any]:
-    out = {}
-    for key, value in info.items():
-        out[key] = value.get(name, "") if isinstance(value, Mapping) else value
-    return out
 
 
 def run_folder_job(
@@ -539,14 +289,14 @@ def run_folder_job(
     )
 
     end_group = _long_barrier_group()
-    encoder = _Encoder(image_format, quality, png_compress_level, layout)
-    journal = _Journal(_journal_path(out_dir, info.rank))
+    encoder = Encoder(image_format, quality, png_compress_level, layout)
+    journal = Journal(_journal_path(out_dir, info.rank))
     threads = write_threads or max(2, workers)
     bar = progress(total=len(todo), desc=desc, unit="img")
-    writer: _TreeWriter | _ShardWriter = (
-        _ShardWriter(out_dir, encoder, journal, bar, units, unit_of)
+    writer: TreeWriter | ShardWriter = (
+        ShardWriter(out_dir, encoder, journal, bar, units, unit_of)
         if shard_size
-        else _TreeWriter(out_dir, encoder, journal, bar, threads, max_pending=4 * threads * batch_size)
+        else TreeWriter(out_dir, encoder, journal, bar, threads, max_pending=4 * threads * batch_size)
     )
     start = time.perf_counter()
     completed = False
@@ -634,7 +384,7 @@ def _plan_work(
         unit = units[uid]
         if shard_size:
             # A shard is renamed into place before its records are journaled: skip it only when both exist.
-            if _shard_path(out_dir, uid).is_file() and all(it.relpath in records for it in unit):
+            if shard_path(out_dir, uid).is_file() and all(it.relpath in records for it in unit):
                 summary.skipped_done += len(unit)
                 continue
         elif _is_done(records.get(unit[0].relpath), out_dir, expected_outputs(unit[0]) if expected_outputs else None):
@@ -644,161 +394,6 @@ def _plan_work(
             unit_of[it.index] = uid
         todo.extend(unit)
     return todo, unit_of
-
-
-def _shard_path(out_dir: Path, uid: int) -> Path:
-    return out_dir / f"shard-{uid:06d}.tar"
-
-
-class _Journal:
-    """This rank's record of finished items, one JSON line each, flushed as it goes (what resume reads)."""
-
-    def __init__(self, path: Path) -> None:
-        self._fh = _open_journal(path)
-
-    def record(self, rec: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(rec, sort_keys=True) + "\n")
-
-    def fail(self, item: JobItem, reason: str) -> None:
-        self.record({"input": item.relpath, "status": "failed", "reason": reason})
-
-    def flush(self) -> None:
-        self._fh.flush()
-
-    def close(self) -> None:
-        self._fh.close()
-
-
-@dataclass
-class _Encoder:
-    """Outputs of one item → encoded files and the item's record rows."""
-
-    image_format: str
-    quality: int
-    png_compress_level: int
-    layout: Callable[[str, str, str], str]
-
-    @property
-    def ext(self) -> str:
-        return "jpg" if self.image_format == "jpeg" else self.image_format
-
-    def encode(self, item: JobItem, result: ItemResult) -> tuple[list[tuple[str, str, bytes]], dict[str, Any]]:
-        files, rows = [], []
-        for name in sorted(result.outputs):
-            data = encode_image(result.outputs[name], self.image_format, self.quality, self.png_compress_level)
-            rel_out = self.layout(name, item.stem, self.ext)
-            files.append((name, rel_out, data))
-            rows.append({"input": item.relpath, "output_name": name, "output": rel_out, "status": "done",
-                         **_info_for(result.info, name)})  # fmt: skip
-        return files, {"input": item.relpath, "status": "done", "rows": rows}
-
-
-class _TreeWriter:
-    """Writes each item's files in a thread pool; journals an item only after all its files are renamed."""
-
-    def __init__(
-        self, out_dir: Path, encoder: _Encoder, journal: _Journal, bar: Any, threads: int, max_pending: int
-    ) -> None:
-        self.out_dir, self.encoder, self.journal, self.bar = out_dir, encoder, journal, bar
-        self.pool = ThreadPoolExecutor(max_workers=threads)
-        self.futures: list[tuple[JobItem, Future[dict[str, Any]]]] = []
-        self.max_pending = max_pending
-
-    def _write(self, item: JobItem, result: ItemResult) -> dict[str, Any]:
-        files, rec = self.encoder.encode(item, result)
-        for _, rel_out, data in files:
-            _write_file(self.out_dir / rel_out, data)
-        return rec
-
-    def add(self, item: JobItem, result: ItemResult) -> None:
-        self.futures.append((item, self.pool.submit(self._write, item, result)))
-
-    def fail(self, item: JobItem, reason: str) -> None:
-        self.journal.fail(item, reason)
-        self.bar.update(1)
-
-    def after_batch(self, last: JobItem) -> None:
-        # Bound memory: do not let encoded-but-unwritten outputs pile up.
-        self._drain(block=len(self.futures) > self.max_pending)
-
-    def _drain(self, block: bool) -> None:
-        """Journal finished writes in order."""
-        while self.futures and (block or self.futures[0][1].done()):
-            item, fut = self.futures.pop(0)
-            try:
-                self.journal.record(fut.result())
-            except Exception as exc:  # disk full, encoder error: record, keep going
-                self.journal.fail(item, f"write failed: {type(exc).__name__}: {exc}")
-            self.bar.update(1)
-        self.journal.flush()
-
-    def finish(self) -> None:
-        self._drain(block=True)
-
-    def close(self) -> None:
-        self._drain(block=True)
-        self.pool.shutdown(wait=True)
-
-
-class _ShardWriter:
-    """Collects whole units of inputs and writes each as one tar shard once the loader has passed its end."""
-
-    def __init__(
-        self,
-        out_dir: Path,
-        encoder: _Encoder,
-        journal: _Journal,
-        bar: Any,
-        units: list[list[JobItem]],
-        unit_of: dict[int, int],
-    ) -> None:
-        self.out_dir, self.encoder, self.journal, self.bar = out_dir, encoder, journal, bar
-        self.units, self.unit_of = units, unit_of
-        self.pending: dict[int, list[tuple[JobItem, list[tuple[str, str, bytes]], dict[str, Any]]]] = {}
-
-    def add(self, item: JobItem, result: ItemResult) -> None:
-        files, rec = self.encoder.encode(item, result)
-        self.pending.setdefault(self.unit_of[item.index], []).append((item, files, rec))
-        self.bar.update(1)
-
-    def fail(self, item: JobItem, reason: str) -> None:
-        self.journal.fail(item, reason)
-        self.pending.setdefault(self.unit_of[item.index], [])
-        self.bar.update(1)
-
-    def after_batch(self, last: JobItem) -> None:
-        # A shard is complete once the loader has moved past its last item.
-        last_uid = self.unit_of[last.index]
-        last_in_unit = self.units[last_uid][-1].index == last.index
-        for uid in sorted(self.pending):
-            if uid < last_uid or (uid == last_uid and last_in_unit):
-                self._flush(uid)
-        self.journal.flush()
-
-    def _flush(self, uid: int) -> None:
-        members: list[tuple[str, bytes]] = []
-        recs = []
-        for item, files, rec in self.pending.pop(uid):
-            key = _wds_key(item.stem)
-            for name, _, data in files:
-                members.append((f"{key}.{name + '.' if name else ''}{self.encoder.ext}", data))
-            meta = {"input": item.relpath, "outputs": list(rec.get("rows", []))}
-            members.append((f"{key}.json", json.dumps(meta, sort_keys=True).encode()))
-            recs.append(rec)
-        path = _shard_path(self.out_dir, uid)
-        _write_shard(path, members)
-        for rec in recs:
-            for row in rec.get("rows", []):
-                row["output"] = path.name
-            self.journal.record(rec)
-
-    def finish(self) -> None:
-        for uid in sorted(self.pending):
-            self._flush(uid)
-        self.journal.flush()
-
-    def close(self) -> None:
-        self.journal.flush()
 
 
 def _long_barrier_group() -> Any:

@@ -277,13 +277,13 @@ def bank_texture(rng: np.random.Generator) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def background(rng: np.random.Generator) -> np.ndarray:
-    """Plain (a muted colour) or noisy (the same plus smooth low-contrast noise) background."""
+def background(rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
+    """Plain (a muted colour) or noisy (the same plus smooth low-contrast noise) ``size`` x ``size`` background."""
     grey = rng.uniform(0.15, 0.85)
     colour = np.clip(grey + rng.normal(0, 0.06, 3), 0, 1)
-    bg = np.broadcast_to(colour, (SIZE, SIZE, 3)).astype(np.float32)
+    bg = np.broadcast_to(colour, (size, size, 3)).astype(np.float32)
     if rng.random() < 0.5:
-        noise = ndimage.gaussian_filter(rng.standard_normal((SIZE, SIZE, 3)), (1.0, 1.0, 0))
+        noise = ndimage.gaussian_filter(rng.standard_normal((size, size, 3)), (1.0, 1.0, 0))
         bg = np.clip(bg + 0.08 * noise / (noise.std() + 1e-6), 0, 1)
     return bg
 

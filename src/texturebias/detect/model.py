@@ -41,7 +41,7 @@ from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from texturebias.errors import CheckpointError, TextureBiasError
+from texturebias.errors import CheckpointError, TextureBiasError, first_line
 from texturebias.models import Preprocessing, create_model, get_model_entry, load_checkpoint, load_into, load_model
 from texturebias.models import resolve_preprocessing as model_preprocessing
 from texturebias.utils.progress import get_logger
@@ -420,7 +420,7 @@ def load_detector(path: str | os.PathLike[str], **detector_kwargs: Any) -> tuple
     try:
         ck = torch.load(p, weights_only=True, map_location="cpu")
     except Exception as exc:
-        raise CheckpointError(f"{p}: not a readable checkpoint ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(f"{p}: not a readable checkpoint ({first_line(exc)})") from None
     if not isinstance(ck, dict) or ck.get("format") not in DETECTOR_FORMATS or "spec" not in ck:
         raise CheckpointError(f"{p}: not a texturebias detector checkpoint (checkpoint_last.pt or detector.pt of "
                               "`texturebias detect-train`)")  # fmt: skip

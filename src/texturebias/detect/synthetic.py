@@ -14,7 +14,7 @@ Boxes are the tight bounds of the drawn pixels, so they are exact.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,7 +155,45 @@ def write_synthetic_voc(
     Returns:
         The year folder (pass it, or ``root``, as ``--voc-root``).
     """
-    splits = dict(splits or {"trainval": 32, "test": 16})
+
+    def render(image_id: str, split: str) -> SyntheticScene:
+        return make_scene(image_id, seed=seed, split=split, size=size, classes=classes, max_objects=max_objects,
+                          object_size=object_size, difficult_prob=difficult_prob)  # fmt: skip
+
+    return write_scenes_voc(root, render, splits=splits or {"trainval": 32, "test": 16}, year=year, classes=classes,
+                            jpeg_quality=jpeg_quality)  # fmt: skip
+
+
+def write_scenes_voc(
+    root: str | os.PathLike[str],
+    render: Callable[[str, str], SyntheticScene],
+    *,
+    splits: Mapping[str, int],
+    classes: Sequence[str],
+    year: str = "2007",
+    jpeg_quality: int = 95,
+    skip_existing: bool = False,
+) -> Path:
+    """Write scenes made by any generator in the devkit layout (the writer behind :func:`write_synthetic_voc`).
+
+    Other generators (e.g. the textured shapes of ``texturebias.demo``) pass their own ``render`` and reuse the
+    layout, the XML writer and the id numbering, so every VOC tool reads their output unchanged.
+
+    Args:
+        root: Destination; the year folder is ``root/VOC<year>``.
+        render: ``render(image_id, split)`` → the scene (pixels + annotation with that id); must be a pure
+            function of its arguments for ``skip_existing`` to be safe.
+        splits: Image count per image set, written in this order with consecutive ids ``000001``, ...;
+            ``trainval`` is also split into ``train`` and ``val`` halves when neither is given, as in VOC.
+        classes: Class names, written to ``classes.txt``.
+        year: Year folder name (``2007`` → ``VOC2007``).
+        jpeg_quality: JPEG quality (4:4:4, no chroma subsampling).
+        skip_existing: Keep images whose JPEG and XML already exist (both are written atomically, so an
+            interrupted run continues where it stopped).
+
+    Returns:
+        The year folder.
+    """
     year_dir = Path(root) / f"VOC{year}"
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (year_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -166,11 +204,13 @@ def write_synthetic_voc(
         next_id += count
         lists[split] = ids
         for image_id in ids:
-            scene = make_scene(image_id, seed=seed, split=split, size=size, classes=classes, max_objects=max_objects,
-                               object_size=object_size, difficult_prob=difficult_prob)  # fmt: skip
-            with atomic_path(year_dir / "JPEGImages" / f"{image_id}.jpg") as tmp:
+            jpeg, xml = year_dir / "JPEGImages" / f"{image_id}.jpg", year_dir / "Annotations" / f"{image_id}.xml"
+            if skip_existing and jpeg.is_file() and xml.is_file():
+                continue
+            scene = render(image_id, split)
+            with atomic_path(jpeg) as tmp:
                 Image.fromarray(scene.pixels).save(tmp, format="JPEG", quality=jpeg_quality, subsampling=0)
-            write_annotation(year_dir / "Annotations" / f"{image_id}.xml", scene.annotation, folder=f"VOC{year}")
+            write_annotation(xml, scene.annotation, folder=f"VOC{year}")
     if "trainval" in lists and "train" not in lists and "val" not in lists:
         half = (len(lists["trainval"]) + 1) // 2
         lists["train"], lists["val"] = lists["trainval"][:half], lists["trainval"][half:]

@@ -45,7 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 from texturebias.detect.data import VocDetectionDataset, collate
 from texturebias.detect.model import DetectorSpec, detection_model, set_sampling_seeds
 from texturebias.detect.voc import VocSet, load_voc, parse_set_names
-from texturebias.errors import CheckpointError, TextureBiasError
+from texturebias.errors import CheckpointError, TextureBiasError, first_line
 
 # Exact-resume helpers of the classification loop (RNG state of every rank); see the report on moving them.
 from texturebias.train.loop import _gather_rng_states, _set_rng_state
@@ -443,7 +443,7 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         ck = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable training checkpoint ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(f"{path}: not a readable training checkpoint ({first_line(exc)})") from None
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or "optimizer" not in ck:
         raise CheckpointError(f"{path}: not a detect-train checkpoint (checkpoint_last.pt of `detect-train`)")
     return ck

@@ -37,7 +37,7 @@ import pandas as pd
 from texturebias.data.datasets import dataset_dir, folder_in_root, get_dataset
 from texturebias.data.images import FAILED_CSV
 from texturebias.data.labels import stimulus_name
-from texturebias.errors import DataError
+from texturebias.errors import DataError, first_line
 from texturebias.utils.io import atomic_open
 from texturebias.utils.progress import get_logger
 
@@ -76,7 +76,7 @@ def _read_one(path: Path) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"{path}: not a readable trial CSV ({str(exc).splitlines()[0]})") from None
+        raise DataError(f"{path}: not a readable trial CSV ({first_line(exc)})") from None
     df.columns = [str(c).strip().lower() for c in df.columns]
     missing = [c for c in TRIAL_COLUMNS if c not in df.columns]
     if missing:

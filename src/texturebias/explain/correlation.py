@@ -28,7 +28,7 @@ import torch
 from matplotlib.figure import Figure
 
 from texturebias.data.images import find_images, load_image
-from texturebias.errors import DataError, TextureBiasError
+from texturebias.errors import DataError, TextureBiasError, first_line
 from texturebias.models import resolve_model
 from texturebias.report.figures import save_figure
 from texturebias.utils.device import resolve_device, strict_fp32
@@ -153,7 +153,7 @@ def logit_correlation(
                     img = load_image(path)
                     batch.append((path, transforms[0](img), transforms[1](img)))
                 except (TextureBiasError, OSError, ValueError) as exc:
-                    skipped.append((str(path), str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+                    skipped.append((str(path), first_line(exc)))
                     continue
                 if len(batch) == batch_size:
                     flush(batch)

@@ -16,7 +16,7 @@ from torch import nn
 
 from texturebias.data.images import index_image_folder, load_image
 from texturebias.data.labels import class_index, class_names
-from texturebias.errors import TextureBiasError
+from texturebias.errors import TextureBiasError, first_line
 from texturebias.models import resolve_model
 from texturebias.models.bagnet import BagNet, is_bagnet
 from texturebias.report.figures import save_figure
@@ -211,7 +211,7 @@ def informative_patches(
             try:
                 xi = transform(load_image(path))
             except (TextureBiasError, OSError, ValueError) as exc:
-                skipped.append((str(path), str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+                skipped.append((str(path), first_line(exc)))
                 continue
             batch.append((order, path, labels[index.classes[folder_idx]], xi))
             if len(batch) == batch_size:

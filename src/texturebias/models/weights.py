@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from texturebias.errors import CheckpointError, DownloadError
+from texturebias.errors import CheckpointError, DownloadError, first_line
 from texturebias.models.preprocessing import Preprocessing
 from texturebias.utils.download import check_hash, download_file, sha256_file, texturebias_home
 
@@ -195,7 +195,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, key_filter: KeyFilter | Non
             ) from None
         raise CheckpointError(f"{p}: not a readable PyTorch checkpoint (corrupt or not a torch file)") from None
     except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError) as exc:  # garbage input
-        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint ({first_line(exc)})") from None
     try:
         sd = unwrap_state_dict(obj)
     except CheckpointError as exc:

@@ -26,8 +26,9 @@ import torch
 from PIL import Image
 from torchvision.transforms import functional as TF
 
-from texturebias.data.folder_job import FolderJobSummary, ItemResult, JobItem, check_job_settings, run_folder_job
+from texturebias.data.folder_job import FolderJobSummary, ItemResult, JobItem, run_folder_job
 from texturebias.data.images import find_images, load_image
+from texturebias.data.job_records import check_job_settings
 from texturebias.errors import DataError, ImageReadError, TextureBiasError
 from texturebias.stylize.adain import AdaIN, StyleStats, mean_std, preserve_color
 from texturebias.utils.device import Precision, resolve_device, resolve_precision

@@ -27,9 +27,9 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import nn
 
-from texturebias.data.folder_job import check_job_settings
 from texturebias.data.images import find_images, load_image
-from texturebias.errors import CheckpointError, DataError, ImageReadError
+from texturebias.data.job_records import check_job_settings
+from texturebias.errors import CheckpointError, DataError, ImageReadError, first_line
 from texturebias.models.adain_nets import VGG_NORMALISED, adain_decoder, vgg_normalised
 from texturebias.models.weights import fetch_weights, load_checkpoint, load_into
 from texturebias.report.figures import save_figure
@@ -225,7 +225,7 @@ def train_decoder(
             optimizer.load_state_dict(state["optimizer"])
             start = int(state["iteration"])
         except (KeyError, RuntimeError, ValueError, TypeError, EOFError, IndexError, pickle.UnpicklingError) as exc:
-            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            detail = first_line(exc)
             raise CheckpointError(f"{ckpt_path}: not a train-decoder checkpoint ({detail})") from None
     log = get_logger("train_decoder")
     rows = _read_log(out / LOG_NAME, start)

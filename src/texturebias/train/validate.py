@@ -26,7 +26,7 @@ from torch import nn
 
 from texturebias.data.images import UnreadableImage, describe_unreadable, write_failed_csv
 from texturebias.data.labels import imagenet_wnids
-from texturebias.errors import CheckpointError, DataError
+from texturebias.errors import CheckpointError, DataError, first_line
 from texturebias.models import load_model
 from texturebias.models.preprocessing import Preprocessing
 from texturebias.models.weights import training_checkpoint_info
@@ -340,7 +340,7 @@ def _num_outputs(model: nn.Module, pre: Preprocessing, device: torch.device) -> 
     try:
         out = model(torch.zeros(1, 3, pre.input_size, pre.input_size, device=device))
     except RuntimeError as exc:
-        raise CheckpointError(f"model fails on a {pre.input_size}px input: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(f"model fails on a {pre.input_size}px input: {first_line(exc)}") from None
     finally:
         model.train(was_training)
     return int(out.shape[-1])

@@ -57,28 +57,46 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
         os.fsync(fh.fileno())
 
 
-def prepare_output_dir(path: str | os.PathLike[str]) -> Path:
-    """Create the output folder ``path`` (and its parents) now, before any work, and check it is writable.
+def check_output_dir(path: str | os.PathLike[str]) -> Path:
+    """Refuse an output folder that cannot be created or written, without creating anything.
 
-    Every command that writes an ``--out`` calls this first, so that a folder that cannot be created (an
-    existing file in the way, no permission) is one line at once instead of a traceback after the inference.
+    Checked by the CLI for every ``--out``/``OUT_DIR`` before a command loads or computes anything; a command
+    that then stops for another reason (a usage error) leaves no empty folder behind.
 
     Raises:
-        DataError: ``path`` (or one of its parents) is a file, or the folder cannot be created or written.
+        DataError: ``path`` is an existing file, a parent is a file, or the folder (or the existing parent it
+            would be created in) is not writable.
     """
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise DataError(f"output folder {out} is an existing file; choose another --out")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing != out and not existing.is_dir():
+        raise DataError(f"cannot create output folder {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DataError(f"output folder {out} is not writable ({existing}: permission denied)")
+    return out
+
+
+def prepare_output_dir(path: str | os.PathLike[str]) -> Path:
+    """Create the output folder ``path`` (and its parents) now, before any work (see :func:`check_output_dir`).
+
+    Every library function that writes an output folder calls this first, so that a folder that cannot be
+    created (an existing file in the way, no permission) is one line at once instead of a traceback after the
+    inference.
+
+    Raises:
+        DataError: ``path`` (or one of its parents) is a file, or the folder cannot be created or written.
+    """
+    out = check_output_dir(path)
     try:
         out.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise DataError(f"cannot create output folder {out}: a parent is a file, not a folder") from None
-    except NotADirectoryError:
+    except (FileExistsError, NotADirectoryError):
         raise DataError(f"cannot create output folder {out}: a parent is a file, not a folder") from None
     except OSError as exc:
         raise DataError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise DataError(f"output folder {out} is not writable")
     return out
 
 
