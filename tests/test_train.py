@@ -22,7 +22,8 @@ from texturebias.models import create_model
 from texturebias.models.preprocessing import Preprocessing
 from texturebias.models.registry import ModelEntry, add_model, registered_entries
 from texturebias.train import TrainConfig, index_training_folders, resolve_config, train
-from texturebias.train.loop import StepDecay, build_model
+from texturebias.train.builders import build_model
+from texturebias.train.loop import StepDecay
 from texturebias.train.validate import evaluate_classifier, label_map_for
 
 TESTS = Path(__file__).resolve().parent

@@ -51,3 +51,13 @@ def test_resolve_precision_auto_picks_bf16_only_with_bf16_hardware(monkeypatch: 
     assert resolve_precision("auto", cpu) == "fp32"
     monkeypatch.setattr(device_module, "cpu_has_bf16_hardware", lambda: True)
     assert resolve_precision("auto", cpu) == "bf16"
+
+
+def test_module_digest_ignores_the_memory_format() -> None:
+    import torch
+
+    from texturebias.utils.io import module_digest
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1), torch.nn.Conv2d(3, 8, 3))  # N x C x 1 x 1 weights too
+    plain = module_digest(net)
+    assert module_digest(net.to(memory_format=torch.channels_last)) == plain

@@ -141,6 +141,64 @@ def average_precision(recall: np.ndarray, precision: np.ndarray, *, voc07: bool)
     return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
 
 
+@dataclass(frozen=True)
+class ClassMatches:
+    """How each detection of one class was judged (steps 1-3 of the module docstring).
+
+    Attributes:
+        order: Indices into the detections, in evaluation order (descending score, stable).
+        outcome: Per detection in that order: 1 true positive, 0 false positive, -1 ignored (matched a
+            difficult box).
+        npos: Non-difficult ground-truth boxes.
+    """
+
+    order: np.ndarray
+    outcome: np.ndarray
+    npos: int
+
+
+def match_detections(
+    ground_truth: Mapping[str, Sequence[GroundTruth]],
+    detections: Sequence[Detection],
+    *,
+    iou_threshold: float = 0.5,
+) -> ClassMatches:
+    """Judge the detections of one class against its ground truth (REFERENCE §6, steps 1-3).
+
+    A detection's outcome depends only on the detections of its own image (the greedy matching never crosses
+    images), which is what lets a bootstrap over images reuse one matching.
+
+    Args:
+        ground_truth: Every image of the test set → its boxes of this class (an image without any may be
+            absent or map to an empty list).
+        detections: The class's detections, in any order.
+        iou_threshold: Overlap needed for a match; strictly greater, as in the devkit.
+    """
+    gt_boxes = {k: np.array([g.box for g in v], dtype=np.float64).reshape(-1, 4) for k, v in ground_truth.items()}
+    gt_difficult = {k: np.array([g.difficult for g in v], dtype=bool) for k, v in ground_truth.items()}
+    matched = {k: np.zeros(len(v), dtype=bool) for k, v in ground_truth.items()}
+    npos = int(sum(int((~d).sum()) for d in gt_difficult.values()))
+    scores = np.array([d.score for d in detections], dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")
+    outcome = np.zeros(len(order), dtype=np.int8)
+    for k, idx in enumerate(order):
+        det = detections[int(idx)]
+        boxes = gt_boxes.get(det.image_id)
+        ovmax, jmax = -math.inf, -1
+        if boxes is not None and len(boxes):
+            ious = box_iou_plus1(det.box, boxes)
+            jmax = int(np.argmax(ious))
+            ovmax = float(ious[jmax])
+        if ovmax > iou_threshold:
+            if gt_difficult[det.image_id][jmax]:
+                outcome[k] = -1  # matched a difficult box: neither TP nor FP
+            elif not matched[det.image_id][jmax]:
+                matched[det.image_id][jmax] = True
+                outcome[k] = 1
+            # else: a duplicate detection of a matched box, a false positive (outcome 0)
+    return ClassMatches(order, outcome, npos)
+
+
 def evaluate_class(
     ground_truth: Mapping[str, Sequence[GroundTruth]],
     detections: Sequence[Detection],
@@ -159,38 +217,12 @@ def evaluate_class(
         DataError: a detection on an image that is not in ``ground_truth``'s image set is only possible when
             the caller passes that check itself (see :func:`evaluate_detections`).
     """
-    gt_boxes = {k: np.array([g.box for g in v], dtype=np.float64).reshape(-1, 4) for k, v in ground_truth.items()}
-    gt_difficult = {k: np.array([g.difficult for g in v], dtype=bool) for k, v in ground_truth.items()}
-    matched = {k: np.zeros(len(v), dtype=bool) for k, v in ground_truth.items()}
-    npos = int(sum(int((~d).sum()) for d in gt_difficult.values()))
-    scores = np.array([d.score for d in detections], dtype=np.float64)
-    order = np.argsort(-scores, kind="stable")
-    tp: list[float] = []
-    fp: list[float] = []
-    for idx in order:
-        det = detections[int(idx)]
-        boxes = gt_boxes.get(det.image_id)
-        ovmax, jmax = -math.inf, -1
-        if boxes is not None and len(boxes):
-            ious = box_iou_plus1(det.box, boxes)
-            jmax = int(np.argmax(ious))
-            ovmax = float(ious[jmax])
-        if ovmax > iou_threshold:
-            if gt_difficult[det.image_id][jmax]:
-                continue  # matched a difficult box: neither TP nor FP
-            if not matched[det.image_id][jmax]:
-                matched[det.image_id][jmax] = True
-                tp.append(1.0)
-                fp.append(0.0)
-            else:
-                tp.append(0.0)
-                fp.append(1.0)  # duplicate detection
-        else:
-            tp.append(0.0)
-            fp.append(1.0)
-    ctp = np.cumsum(np.array(tp, dtype=np.float64))
-    cfp = np.cumsum(np.array(fp, dtype=np.float64))
+    m = match_detections(ground_truth, detections, iou_threshold=iou_threshold)
+    judged = m.outcome[m.outcome >= 0]
+    ctp = np.cumsum((judged == 1).astype(np.float64))
+    cfp = np.cumsum((judged == 0).astype(np.float64))
     precision = ctp / np.maximum(ctp + cfp, _EPS)
+    npos = m.npos
     if npos == 0:
         return ClassResult(0.0, 0.0, 0, len(detections), np.zeros_like(ctp), precision)
     recall = ctp / float(npos)

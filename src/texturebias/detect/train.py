@@ -46,15 +46,14 @@ from texturebias.detect.data import VocDetectionDataset, collate
 from texturebias.detect.model import DetectorSpec, detection_model, set_sampling_seeds
 from texturebias.detect.voc import VocSet, load_voc, parse_set_names
 from texturebias.errors import CheckpointError, TextureBiasError, first_line
-
-# Exact-resume helpers of the classification loop (RNG state of every rank); see the report on moving them.
-from texturebias.train.loop import _gather_rng_states, _set_rng_state
 from texturebias.utils.device import autocast, resolve_device
 from texturebias.utils.distributed import DistInfo, barrier, init_distributed
 from texturebias.utils.download import sha256_file
 from texturebias.utils.io import require_same_settings, save_torch, write_csv, write_json
 from texturebias.utils.progress import get_logger, progress
-from texturebias.utils.seed import seed_everything, stable_hash
+
+# Exact-resume helpers of the classification loop (RNG state of every rank); see the report on moving them.
+from texturebias.utils.seed import gather_rng_states, seed_everything, set_rng_state, stable_hash
 
 CHECKPOINT_FORMAT = "texturebias-detect-v1"
 DETECTOR_FORMAT = "texturebias-detector-v1"
@@ -315,7 +314,7 @@ def _train(cfg: DetectTrainConfig, info: DistInfo) -> DetectTrainResult:
         start_epoch, iteration = int(ck["epoch"]), int(ck["iteration"])
         elapsed_before = float(ck.get("wall_time_s", 0.0))
         rng = ck["rng"]
-        _set_rng_state(rng[info.rank] if len(rng) == info.world_size else rng[0])
+        set_rng_state(rng[info.rank] if len(rng) == info.world_size else rng[0])
         metrics = _read_metrics(out / "metrics.csv", start_epoch)
         if info.is_main:
             log.info("resuming %s after epoch %d", out, start_epoch)
@@ -392,7 +391,7 @@ def _train(cfg: DetectTrainConfig, info: DistInfo) -> DetectTrainResult:
             "epoch_time_s": epoch_time, "wall_time_s": time.perf_counter() - t_run, "map_voc07": "", "map_all": "",
         }  # fmt: skip
         metrics.append(row)
-        rng_states = _gather_rng_states(info)  # collective: every rank takes part
+        rng_states = gather_rng_states(info)  # collective: every rank takes part
         if info.is_main:
             state = {
                 "format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),

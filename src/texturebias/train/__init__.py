@@ -46,8 +46,8 @@ from typing import Any
 # Resolved on first use, so that `texturebias train --help` can read RECIPES without importing torch.
 _HOMES = {
     "ImageDataset": "data", "LabeledImages": "data", "index_training_folders": "data", "train_transform": "data",
-    "StepDecay": "loop", "Trainer": "loop", "TrainResult": "loop", "build_model": "loop",
-    "replace_classifier": "loop", "train": "loop",
+    "StepDecay": "loop", "Trainer": "loop", "TrainResult": "loop", "build_model": "builders",
+    "replace_classifier": "builders", "train": "loop",
     "RECIPES": "recipes", "Recipe": "recipes", "TrainConfig": "recipes", "get_recipe": "recipes",
     "resolve_config": "recipes",
 }  # fmt: skip

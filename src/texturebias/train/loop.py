@@ -7,32 +7,35 @@ checkpoints on rank 0.
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 import math
-import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from texturebias.errors import CheckpointError, TextureBiasError, first_line
-from texturebias.models import Preprocessing, create_model, resolve_preprocessing
-from texturebias.stylize.adain import AdaIN
-from texturebias.stylize.augment import StyleAugment, style_bank
-from texturebias.stylize.builder import list_styles
+from texturebias.errors import TextureBiasError
+from texturebias.models import Preprocessing, create_model
+from texturebias.train.builders import build_model, build_style_augment, effective_preprocessing
+from texturebias.train.checkpoints import (
+    CHECKPOINT_FORMAT,
+    METRICS_FIELDS,
+    check_resume_config,
+    format_row,
+    load_training_checkpoint,
+    preprocessing_json,
+    read_metrics,
+    write_config,
+)
 from texturebias.train.data import (
     ImageDataset,
     LabeledBatches,
-    LabeledImages,
     ShardSampler,
     check_training_images,
     collate_labeled,
@@ -43,15 +46,9 @@ from texturebias.train.recipes import TrainConfig, resolve_config
 from texturebias.train.validate import MetricAccumulator, score_batches
 from texturebias.utils.device import autocast, resolve_device
 from texturebias.utils.distributed import DistInfo, barrier, init_distributed
-from texturebias.utils.io import save_torch, write_csv, write_json
+from texturebias.utils.io import save_torch, write_csv
 from texturebias.utils.progress import get_logger, progress
-from texturebias.utils.seed import seed_everything, stable_hash
-
-CHECKPOINT_FORMAT = "texturebias-train-v1"
-METRICS_FIELDS = (
-    "epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
-    "images_per_s", "epoch_time_s", "wall_time_s",
-)  # fmt: skip
+from texturebias.utils.seed import gather_rng_states, seed_everything, set_rng_state, stable_hash
 
 log = get_logger("train")
 
@@ -105,95 +102,6 @@ class StepDecay:
         self.base_lr = float(state["base_lr"])
         self.milestones = tuple(int(m) for m in state["milestones"])
         self.gamma = float(state["gamma"])
-
-
-def effective_preprocessing(config: TrainConfig) -> Preprocessing:
-    """The model's preprocessing, with ``input_size``/``resize_size`` overridden by the configuration."""
-    base = resolve_preprocessing(config.model)
-    if config.input_size is None and config.resize_size is None:
-        return base
-    size = config.input_size or base.input_size
-    resize = config.resize_size or max(size, round(size * base.resize_size / base.input_size))
-    return dataclasses.replace(base, input_size=size, resize_size=resize)
-
-
-def replace_classifier(model: nn.Module, num_classes: int) -> nn.Module:
-    """Give ``model`` a freshly initialised ``num_classes``-way classifier (fine-tuning on new classes).
-
-    Uses timm's ``reset_classifier`` when present, else replaces the last ``nn.Linear`` of the model.
-
-    Raises:
-        TextureBiasError: no linear classifier found.
-    """
-    if hasattr(model, "reset_classifier"):
-        model.reset_classifier(num_classes)
-        return model
-    last = None
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            last = name
-    if last is None:
-        raise TextureBiasError(f"{type(model).__name__} has no linear classifier to resize to {num_classes} classes")
-    parent_name, _, child = last.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    old = getattr(parent, child)
-    setattr(parent, child, nn.Linear(old.in_features, num_classes, bias=old.bias is not None))
-    return model
-
-
-def _num_outputs(model: nn.Module) -> int | None:
-    last = None
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            last = module
-    return last.out_features if last is not None else None
-
-
-def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
-    """The model to train: from scratch, from its pretrained weights, or from ``config.init``; head resized."""
-    kw = dict(config.model_kwargs)
-    if config.init is not None:
-        model = create_model(config.model, checkpoint=config.init, **kw)
-    elif config.pretrained:
-        model = create_model(config.model, pretrained=True, **kw)
-    else:
-        return create_model(config.model, num_classes=num_classes, **kw)
-    if _num_outputs(model) != num_classes:
-        replace_classifier(model, num_classes)
-    return model
-
-
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        # Plain lists: the checkpoint must load with torch.load(weights_only=True).
-        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    n = state["numpy"]
-    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
-def _gather_rng_states(info: DistInfo) -> list[dict[str, Any]]:
-    own = _rng_state()
-    if not info.distributed:
-        return [own]
-    gathered: list[Any] = [None] * info.world_size
-    cpu_own = {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in own.items()}
-    dist.all_gather_object(gathered, cpu_own)
-    return gathered
 
 
 def _training_device(config: TrainConfig, info: DistInfo) -> torch.device:
@@ -297,28 +205,6 @@ class Trainer:
         return acc
 
 
-def _read_metrics(path: Path, upto_epoch: int) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    out = []
-    for row in rows:
-        if int(row["epoch"]) <= upto_epoch:
-            out.append({k: int(v) if k == "epoch" else float(v) if v else "" for k, v in row.items()})
-    return out
-
-
-_RESUME_MUST_MATCH = ("model", "data", "batch_size", "seed", "augment", "input_size", "resize_size", "model_kwargs")
-
-
-def _check_resume_config(saved: dict[str, Any], current: TrainConfig) -> None:
-    now = current.to_json()
-    diffs = [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in _RESUME_MUST_MATCH if saved.get(k) != now[k]]
-    if diffs:
-        raise CheckpointError("cannot resume with a different setup (" + "; ".join(diffs) + ")")
-
-
 def train(config: TrainConfig, *, style_augment: nn.Module | None = None) -> TrainResult:
     """Train a registered model on ImageFolder data; see the package docstring for the outputs.
 
@@ -363,7 +249,7 @@ def _train(cfg: TrainConfig, info: DistInfo, style_augment: nn.Module | None) ->
         row, improved = _run_epoch(cfg, info, device, epoch, model, trainer, optimizer, schedule, data, state)
         row["wall_time_s"] = time.perf_counter() - t_run
         state.metrics.append(row)
-        rng_states = _gather_rng_states(info)  # collective: every rank takes part
+        rng_states = gather_rng_states(info)  # collective: every rank takes part
         if info.is_main:
             _save_epoch(cfg, info, epoch, model, optimizer, schedule, scaler, data, state, rng_states, improved,
                         last_path, best_path, writer, row)  # fmt: skip
@@ -500,8 +386,8 @@ def _resume(
     scaler: torch.amp.GradScaler,
 ) -> _RunState:
     """Restore every state of the interrupted run (weights, optimizer, schedule, RNG) after checking its settings."""
-    ck = _load_training_checkpoint(last_path)
-    _check_resume_config(ck["config"], cfg)
+    ck = load_training_checkpoint(last_path)
+    check_resume_config(ck["config"], cfg)
     model.load_state_dict(ck["model"])
     optimizer.load_state_dict(ck["optimizer"])
     schedule.load_state_dict(ck["scheduler"])
@@ -509,14 +395,14 @@ def _resume(
     scaler.load_state_dict(ck["scaler"])
     start_epoch = int(ck["epoch"])
     rng = ck["rng"]
-    _set_rng_state(rng[info.rank] if len(rng) == info.world_size else rng[0])
+    set_rng_state(rng[info.rank] if len(rng) == info.world_size else rng[0])
     if info.is_main:
         log.info("resuming %s after epoch %d", cfg.out, start_epoch)
     return _RunState(
         start_epoch=start_epoch,
         best_top1=ck.get("best_top1"),
         best_epoch=ck.get("best_epoch"),
-        metrics=_read_metrics(cfg.out / "metrics.csv", start_epoch),
+        metrics=read_metrics(cfg.out / "metrics.csv", start_epoch),
         elapsed_before=float(ck.get("wall_time_s", 0.0)),
     )
 
@@ -525,7 +411,7 @@ def _start_records(cfg: TrainConfig, info: DistInfo, data: _Data) -> Any:
     """config.json (and a TensorBoard writer when asked) on rank 0."""
     if not info.is_main:
         return None
-    _write_config(cfg.out / "config.json", cfg, info, data.classes, data.pre, data.train_images)
+    write_config(cfg.out / "config.json", cfg, info, data.classes, data.pre, data.train_images)
     if cfg.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
 
@@ -636,7 +522,7 @@ def _save_epoch(
         "rng": rng_states,
         "config": cfg.to_json(),
         "classes": list(data.classes),
-        "preprocessing": _preprocessing_json(data.pre),
+        "preprocessing": preprocessing_json(data.pre),
         "world_size": info.world_size,
     }
     save_torch(last_path, ck)
@@ -649,54 +535,4 @@ def _save_epoch(
             if row[key] != "":
                 writer.add_scalar(key, row[key], epoch + 1)
         writer.flush()
-    log.info(_format_row(row))
-
-
-def _format_row(row: dict[str, Any]) -> str:
-    text = f"epoch {row['epoch']}: lr {row['lr']:.4g} train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.2%}"
-    if row["val_top1"] != "":
-        text += f" | val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.2%} top-5 {row['val_top5']:.2%}"
-    return text + f" | {row['images_per_s']:.1f} img/s"
-
-
-def _preprocessing_json(pre: Preprocessing) -> dict[str, Any]:
-    return {"mean": list(pre.mean), "std": list(pre.std), "input_size": pre.input_size,
-            "resize_size": pre.resize_size, "interpolation": pre.interpolation}  # fmt: skip
-
-
-def _write_config(
-    path: Path, cfg: TrainConfig, info: DistInfo, classes: tuple[str, ...], pre: Preprocessing, images: LabeledImages
-) -> None:
-    obj = cfg.to_json()
-    obj["run"] = {
-        "world_size": info.world_size,
-        "batch_per_process": cfg.batch_size // info.world_size,
-        "num_classes": len(classes),
-        "classes": list(classes),
-        "train_images": {str(r): n for r, n in zip(images.roots, images.counts, strict=True)},
-        "preprocessing": _preprocessing_json(pre),
-        "torch": torch.__version__,
-    }
-    write_json(path, obj)
-
-
-def _load_training_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        ck = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable training checkpoint ({first_line(exc)})") from None
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or "optimizer" not in ck:
-        raise CheckpointError(f"{path}: not a texturebias training checkpoint (checkpoint_last.pt of `train`)")
-    return ck
-
-
-def build_style_augment(cfg: TrainConfig, device: torch.device, size: int) -> nn.Module:
-    """The on-the-fly stylizer of ``cfg``: official AdaIN networks, styles from ``style_dir`` or from the batch."""
-
-    precision = "bf16" if cfg.precision == "bf16" else "fp32"
-    model = AdaIN.from_checkpoints(cfg.stylize_vgg, cfg.stylize_decoder, device=device, precision=precision,
-                                   channels_last=cfg.channels_last)  # fmt: skip
-    if cfg.style_dir is None:
-        return StyleAugment(model, None, p=cfg.stylize_prob, alpha=1.0, source="batch")
-    styles = list_styles(cfg.style_dir, min_size=size)
-    return StyleAugment(model, style_bank(model, list(styles.paths), size=size), p=cfg.stylize_prob, alpha=1.0)
+    log.info(format_row(row))

@@ -232,5 +232,7 @@ def module_digest(module: torch.nn.Module) -> str:
     for key, value in module.state_dict().items():
         t = value.detach().to("cpu").contiguous()
         h.update(f"{key}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        # Flattened first: a channels_last N x C x 1 x 1 weight counts as contiguous but has stride(-1) != 1,
+        # which view(uint8) refuses; the bytes are the same in either memory format.
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()

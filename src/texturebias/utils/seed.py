@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import random
+from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+
+from texturebias.utils.distributed import DistInfo
 
 
 def seed_everything(seed: int) -> None:
@@ -29,3 +33,39 @@ def stable_hash(*parts: object) -> int:
 def rng_for(*parts: object) -> np.random.Generator:
     """A NumPy Generator seeded by :func:`stable_hash` of ``parts``."""
     return np.random.default_rng(stable_hash(*parts))
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG state of this process (torch, CUDA, Python, NumPy), in a form ``weights_only`` loading accepts."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        # Plain lists: the checkpoint must load with torch.load(weights_only=True).
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured (exact resume)."""
+    torch.set_rng_state(state["torch"])
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def gather_rng_states(info: DistInfo) -> list[dict[str, Any]]:
+    """Every rank's :func:`rng_state` (a collective call under torchrun: all ranks must take part)."""
+    own = rng_state()
+    if not info.distributed:
+        return [own]
+    gathered: list[Any] = [None] * info.world_size
+    cpu_own = {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in own.items()}
+    dist.all_gather_object(gathered, cpu_own)
+    return gathered
