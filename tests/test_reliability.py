@@ -71,3 +71,16 @@ def test_shape_bias_settings_carry_the_checkpoint_content(tmp_path: Path) -> Non
     first = _config(*args)
     torch.save({"w": torch.ones(2)}, ck)
     assert _config(*args) != first  # so reuse_trials recomputes instead of returning the old model's trials
+
+
+def test_help_does_not_import_torch() -> None:
+    """`texturebias --help` and every command's --help parse without loading torch (seconds of start-up)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom texturebias.cli import build_parser\nbuild_parser()\n"
+        "heavy = [m for m in ('torch', 'torchvision', 'timm') if m in sys.modules]\nprint(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

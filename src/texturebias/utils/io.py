@@ -12,11 +12,12 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
-
-import torch
+from typing import IO, TYPE_CHECKING, Any
 
 from texturebias.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _umask() -> int:
@@ -147,6 +148,8 @@ def write_csv(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]], f
 
 def save_torch(path: str | os.PathLike[str], obj: Any) -> Path:
     """``torch.save`` atomically: an interrupted save never leaves a truncated checkpoint behind."""
+    import torch  # here, not at the top: light modules (and `texturebias --help`) use this file without torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
@@ -228,6 +231,8 @@ def module_digest(module: torch.nn.Module) -> str:
     Used where a job receives a ready model instead of files, so that the same weights give the same settings
     however they were loaded.
     """
+    import torch
+
     h = hashlib.sha256()
     for key, value in module.state_dict().items():
         t = value.detach().to("cpu").contiguous()
