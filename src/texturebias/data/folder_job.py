@@ -87,6 +87,7 @@ from texturebias.data.job_writers import (
     TreeWriter,
     shard_path,
 )
+from texturebias.data.loader import worker_init
 from texturebias.errors import DataError, TextureBiasError
 from texturebias.utils.distributed import DistInfo, dist_info, shard
 from texturebias.utils.progress import get_logger, progress
@@ -188,6 +189,7 @@ def _loader(
     return iter(
         torch.utils.data.DataLoader(
             dataset,
+            worker_init_fn=worker_init,
             batch_size=batch_size,
             shuffle=False,
             num_workers=workers,

@@ -9,7 +9,10 @@ each item is prepared by the same function as before, so every decision is the s
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -78,3 +81,25 @@ def prefetch_batches(
             yield [future.result() for future in batch]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def worker_init(worker_id: int = 0) -> None:
+    """``worker_init_fn`` for every DataLoader of texturebias: a worker dies with the process that started it.
+
+    PyTorch's workers only notice a dead parent when they next wait for work; a worker blocked on a full queue
+    outlives a ``kill -9`` of the command as an orphan. On Linux the kernel sends the worker SIGTERM the moment
+    its parent exits (``PR_SET_PDEATHSIG``); elsewhere this does nothing.
+    """
+    del worker_id
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # no prctl (an unusual libc): fall back to PyTorch's own watchdog
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(0)
+
+
+_PR_SET_PDEATHSIG = 1

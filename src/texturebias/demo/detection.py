@@ -278,8 +278,10 @@ def run_detection_transfer(
             "map_all": evaluation.map_all,
             "ci95_voc07": _ci(boot[name][0]),
             "ci95_all": _ci(boot[name][1]),
-            "classes": {c: {"ap_voc07": r.ap_voc07, "ap_all": r.ap_all, "npos": r.npos, "detections": r.detections}
-                        for c, r in evaluation.classes.items()},  # fmt: skip
+            "classes": {
+                c: {"ap_voc07": r.ap_voc07, "ap_all": r.ap_all, "npos": r.npos, "detections": r.detections}
+                for c, r in evaluation.classes.items()
+            },  # fmt: skip
             "detector": str(run / "detector.pt"),
         }
         log.info("detection %s: VOC07 mAP %.3f %s, all-point %.3f", name, evaluation.map_voc07,

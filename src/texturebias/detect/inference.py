@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from texturebias.data.loader import worker_init
 from texturebias.detect.data import VocDetectionDataset, collate, read_rgb
 from texturebias.detect.evaluate import (
     Detection,
@@ -80,7 +81,9 @@ def detect_voc_set(
     sharded = info.distributed and dist.is_available() and dist.is_initialized()
     indices = list(range(len(vocset)))[info.rank :: info.world_size] if sharded else list(range(len(vocset)))
     dataset = VocDetectionDataset([vocset.images[i] for i in indices], vocset.classes)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate)
+    loader = torch.utils.data.DataLoader(
+        dataset, worker_init_fn=worker_init, batch_size=batch_size, num_workers=workers, collate_fn=collate
+    )
     detector.eval()
     rows: list[tuple[str, float, tuple[float, float, float, float], int]] = []
     for images, _targets, idx in progress(loader, desc=desc, unit="batch", leave=False):

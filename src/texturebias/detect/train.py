@@ -42,6 +42,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from texturebias.data.loader import worker_init
 from texturebias.detect.data import VocDetectionDataset, collate
 from texturebias.detect.model import DetectorSpec, detection_model, set_sampling_seeds
 from texturebias.detect.voc import VocSet, load_voc, parse_set_names
@@ -337,7 +338,8 @@ def _train(cfg: DetectTrainConfig, info: DistInfo) -> DetectTrainResult:
     sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
                                                   seed=cfg.seed, drop_last=False)  # fmt: skip
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=cfg.batch_size // info.world_size, sampler=sampler, num_workers=cfg.workers,
+        dataset, worker_init_fn=worker_init,
+        batch_size=cfg.batch_size // info.world_size, sampler=sampler, num_workers=cfg.workers,
         collate_fn=collate, pin_memory=device.type == "cuda", persistent_workers=False,
     )  # fmt: skip
     ddp_model: nn.Module = model

@@ -29,6 +29,7 @@ from torch import nn
 
 from texturebias.data.images import find_images, load_image
 from texturebias.data.job_records import check_job_settings
+from texturebias.data.loader import worker_init
 from texturebias.errors import CheckpointError, DataError, ImageReadError, first_line
 from texturebias.models.adain_nets import VGG_NORMALISED, adain_decoder, vgg_normalised
 from texturebias.models.weights import fetch_weights, load_checkpoint, load_into
@@ -106,7 +107,9 @@ class _CropStream(torch.utils.data.Dataset):
 
 def _stream_loader(dataset: _CropStream, start: int, stop: int, batch_size: int, workers: int) -> Any:
     sampler = range(start * batch_size, stop * batch_size)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers)
+    return torch.utils.data.DataLoader(
+        dataset, worker_init_fn=worker_init, batch_size=batch_size, sampler=sampler, num_workers=workers
+    )
 
 
 @dataclass

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from texturebias.data.loader import worker_init
 from texturebias.errors import TextureBiasError
 from texturebias.models import Preprocessing, create_model
 from texturebias.train.builders import build_model, build_style_augment, effective_preprocessing
@@ -337,7 +338,10 @@ def _build_data(cfg: TrainConfig, info: DistInfo, device: torch.device) -> _Data
     if cfg.workers > 0:
         loader_kw["prefetch_factor"] = 4
     train_loader = LabeledBatches(
-        torch.utils.data.DataLoader(train_set, batch_size=local_batch, sampler=sampler, **loader_kw),
+        torch.utils.data.DataLoader(
+            train_set, worker_init_fn=worker_init,
+            batch_size=local_batch, sampler=sampler, **loader_kw
+        ),
         on_unreadable="raise",
     )
     val_loader = None
@@ -345,7 +349,8 @@ def _build_data(cfg: TrainConfig, info: DistInfo, device: torch.device) -> _Data
         val_set = ImageDataset(val_images, pre.eval_transform("always"), cache=cfg.cache_images)
         val_set.preload(desc="cache validation images")
         val_loader = LabeledBatches(torch.utils.data.DataLoader(
-            val_set, batch_size=local_batch, sampler=ShardSampler(len(val_set), info.rank, info.world_size),
+            val_set, worker_init_fn=worker_init,
+            batch_size=local_batch, sampler=ShardSampler(len(val_set), info.rank, info.world_size),
             **loader_kw,
         ), on_unreadable="raise")  # fmt: skip
 

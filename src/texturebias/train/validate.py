@@ -26,6 +26,7 @@ from torch import nn
 
 from texturebias.data.images import UnreadableImage, describe_unreadable, write_failed_csv
 from texturebias.data.labels import imagenet_wnids
+from texturebias.data.loader import worker_init
 from texturebias.errors import CheckpointError, DataError, first_line
 from texturebias.models import load_model
 from texturebias.models.preprocessing import Preprocessing
@@ -306,7 +307,8 @@ def evaluate_classifier(
     # Unreadable images come back from the workers as records (collate_labeled): recorded, not fatal.
     loader = LabeledBatches(
         torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=dev.type == "cuda",
+            dataset, worker_init_fn=worker_init,
+            batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=dev.type == "cuda",
             collate_fn=collate_labeled,
         )
     )  # fmt: skip
