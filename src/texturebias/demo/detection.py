@@ -33,6 +33,7 @@ from texturebias.demo.config import CNN, DetectionSizes
 from texturebias.demo.scenes import write_detection_voc
 from texturebias.detect.evaluate import (
     ClassMatches,
+    Detection,
     evaluate_detections,
     ground_truth_by_class,
     match_detections,
@@ -62,6 +63,9 @@ ANALOGUES = {
     SCRATCH: "no pretraining (control)",
 }
 TEST_SET = "2007-test"
+#: Test scenes drawn in the report, and the smallest score of a detection shown on them.
+EXAMPLES = 6
+EXAMPLE_SCORE = 0.5
 TRAIN_SET = "2007-trainval"
 
 
@@ -257,6 +261,7 @@ def run_detection_transfer(
 
     backbones: dict[str, Any] = {}
     boot: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    kept: dict[str, Mapping[str, Sequence[Detection]]] = {}
     for name, checkpoint in checkpoints.items():
         t = time.perf_counter()
         run = folder / "runs" / name
@@ -267,6 +272,7 @@ def run_detection_transfer(
             train_detector(cfg)  # resumes an interrupted run from its checkpoint_last.pt
         # Score the devkit results files the training run wrote: the same files `detect-eval --results` reads.
         detections = read_results(run / "eval" / "results", test.classes, image_set="test")
+        kept[name] = detections
         evaluation = evaluate_detections(ground_truth, detections, test.classes, image_ids)
         judged = {c: judge_class(ground_truth.get(c, {}), detections.get(c, []), image_ids) for c in test.classes}
         boot[name] = weighted_map(judged, weights)
@@ -303,6 +309,15 @@ def run_detection_transfer(
                 "ci95_all": _ci(dall),
             }
     n_objects = sum(len(img.annotation.objects) for img in test.images)
+    shown = image_ids[:EXAMPLES]
+    examples = {
+        name: [
+            [[c, d.score, [v - 1.0 for v in d.box]] for c in test.classes for d in dets[c] if d.image_id == i
+             and d.score >= EXAMPLE_SCORE]  # fmt: skip
+            for i in shown
+        ]
+        for name, dets in kept.items()
+    }
     result: dict[str, Any] = {
         "sizes": dataclasses.asdict(sizes),
         "seed": seed,
@@ -315,6 +330,7 @@ def run_detection_transfer(
         "backbones": backbones,
         "differences": differences,
         "paper_map50": PAPER_MAP50,
+        "examples": {"image_ids": shown, "min_score": EXAMPLE_SCORE, "detections": examples},
         "timings_s": timings,
     }
     write_json(folder / "detection.json", result)

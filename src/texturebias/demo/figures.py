@@ -144,3 +144,63 @@ def plot_bagnet_heatmaps(
     fig.text(0.005, 0.2, "top patches", fontsize=8, rotation=90, va="center")
     fig.subplots_adjust(wspace=0.08, hspace=0.15, left=0.03)
     return save_figure(fig, stem, dpi=130)
+
+
+def plot_detection_map(detection: Mapping[str, Any], stem: str | os.PathLike[str]) -> list[Path]:
+    """mAP of the detector fine-tuned from each backbone (VOC07 11-point and all-point) with 95% bootstrap CIs."""
+    backbones = detection["backbones"]
+    names = list(backbones)
+    fig = Figure(figsize=(1.0 * len(names) + 2.2, 2.8))
+    ax = fig.add_subplot()
+    x = np.arange(len(names))
+    for k, (metric, label, color) in enumerate((("voc07", "VOC07 11-point", "#4c72b0"),
+                                                ("all", "all-point", "#dd8452"))):  # fmt: skip
+        vals = np.array([backbones[n][f"map_{metric}"] for n in names])
+        ci = np.array([[np.nan if c is None else c for c in backbones[n][f"ci95_{metric}"]] for n in names])
+        err = np.abs(np.stack([vals - ci[:, 0], ci[:, 1] - vals]))
+        pos = x + (k - 0.5) * 0.36
+        ax.bar(pos, vals, width=0.34, color=color, label=label, yerr=err, capsize=2, error_kw={"linewidth": 0.8})
+        for xi, v in zip(pos, vals, strict=True):
+            ax.text(xi, 0.02, f"{v:.2f}", ha="center", fontsize=6.5, color="white")
+    ax.set_xticks(x, names, fontsize=8, rotation=10)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("mAP (IoU > 0.5)")
+    ax.legend(fontsize=7, frameon=False, ncol=2, loc="upper center")
+    return save_figure(fig, stem, dpi=130)
+
+
+def plot_detection_scenes(
+    images: Sequence[np.ndarray],
+    truth: Sequence[Sequence[tuple[str, Sequence[float]]]],
+    detected: Mapping[str, Sequence[Sequence[tuple[str, float, Sequence[float]]]]],
+    stem: str | os.PathLike[str],
+) -> list[Path]:
+    """Test scenes with their ground-truth boxes (top row) and each backbone's detections (one row each).
+
+    Args:
+        images: H x W x 3 uint8 scenes.
+        truth: Per scene, ``(class, 0-based box)`` of each object.
+        detected: Backbone → per scene, ``(class, score, 0-based box)`` of each shown detection.
+        stem: Output path without suffix.
+    """
+    from matplotlib.patches import Rectangle
+
+    rows = {"ground truth": [[(c, 1.0, b) for c, b in t] for t in truth], **detected}
+    n = len(images)
+    fig = Figure(figsize=(1.25 * n + 0.4, 1.3 * len(rows)))
+    for r, (name, per_image) in enumerate(rows.items()):
+        for i, (img, boxes) in enumerate(zip(images, per_image, strict=True)):
+            ax = fig.add_subplot(len(rows), n, r * n + i + 1)
+            ax.imshow(img, interpolation="nearest")
+            for cls, score, (x1, y1, x2, y2) in boxes:
+                color = "white" if r == 0 else "#ffcc00"
+                ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1 + 1, y2 - y1 + 1, fill=False, edgecolor=color,
+                                       linewidth=0.8))  # fmt: skip
+                label = cls if r == 0 else f"{cls} {score:.2f}"
+                ax.text(x1, y1 - 1, label, fontsize=4.5, color=color, va="bottom")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_ylabel(name, fontsize=6.5)
+    fig.subplots_adjust(wspace=0.04, hspace=0.08, left=0.06)
+    return save_figure(fig, stem, dpi=150)

@@ -31,9 +31,12 @@ from texturebias.data.datasets import dataset_dir
 from texturebias.data.images import load_image
 from texturebias.demo import world
 from texturebias.demo.config import BAGNET, CHANCE, CNN, HUMAN_SHAPE_BIAS, DemoConfig, DemoResult, DemoSizes
+from texturebias.demo.detection import SCRATCH, run_detection_transfer
 from texturebias.demo.figures import (
     plot_accuracy_grid,
     plot_bagnet_heatmaps,
+    plot_detection_map,
+    plot_detection_scenes,
     plot_probes,
     plot_samples,
     plot_stylized_pairs,
@@ -52,6 +55,7 @@ from texturebias.demo.steps import (
     train_command,
     train_model,
 )
+from texturebias.detect.voc import parse_annotation
 from texturebias.errors import TextureBiasError
 from texturebias.evaluate.cue_conflict import evaluate_shape_bias, human_trials_of_set
 from texturebias.evaluate.figures import plot_shape_bias_matrix, plot_shape_bias_summary
@@ -159,11 +163,12 @@ def run_demo(config: DemoConfig, *, on_step: Callable[[str], None] | None = None
         }
     # 2d. Models.
     models: dict[str, tuple[nn.Module, tuple[str, ...]]] = {}
+    checkpoints: dict[str, Path] = {}
     ckpt_dir = out / "runs"
     for key, arch, train_sets, _ in MODELS:
         with step(f"train {key}"):
             data = [folders[f"{s}/train"] for s in train_sets]
-            model, classes, _ckpt = train_model(arch, data, ckpt_dir / key, seed, sizes)
+            model, classes, checkpoints[key] = train_model(arch, data, ckpt_dir / key, seed, sizes)
             models[key] = (model, classes)
             commands[f"train {key}"] = train_command(arch, data, ckpt_dir / key, seed, sizes)
     with step("train the texture probe"):
@@ -216,6 +221,14 @@ def run_demo(config: DemoConfig, *, on_step: Callable[[str], None] | None = None
     with step("BagNet heatmaps"):
         summary["heatmaps"] = _heatmaps(models["bagnet-natural"], tests["natural"], figures)
 
+    # 2g. Detection transfer (--detection): detectors fine-tuned from the CNN backbones on generated scenes.
+    if config.detection:
+        with step("detection transfer: scenes, detectors, mAP"):
+            summary["detection"] = run_detection_transfer(
+                out, seed, config.resolved_detection_sizes(), _backbone_checkpoints(config, checkpoints),
+                commands=commands,
+            )  # fmt: skip
+
     # 3. Findings, figures, report.
     findings = evaluate_findings(summary)
     summary["findings"] = findings
@@ -231,6 +244,20 @@ def run_demo(config: DemoConfig, *, on_step: Callable[[str], None] | None = None
         summary_path = write_json(out / "summary.json", summary)
         report = write_report(out / "report.html", summary, {k: Path(v) for k, v in figs.items()})
     return DemoResult(out=out, report=report, summary=summary_path, summary_data=summary, findings=findings)
+
+
+def _backbone_checkpoints(config: DemoConfig, checkpoints: dict[str, Path]) -> dict[str, Path | None]:
+    """The detection step's backbones: demo CNN checkpoints by key, ``scratch`` for a random body."""
+    out: dict[str, Path | None] = {}
+    for name in config.resolved_detection_sizes().backbones:
+        if name == SCRATCH:
+            out[name] = None
+        elif name in checkpoints and any(k == name and arch == CNN for k, arch, _, _ in MODELS):
+            out[name] = checkpoints[name]
+        else:
+            cnns = ", ".join(k for k, arch, _, _ in MODELS if arch == CNN)
+            raise TextureBiasError(f"detection backbone {name!r} is not a demo CNN; choose from {cnns}, {SCRATCH}")
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ step 1
@@ -339,7 +366,24 @@ def _figures(
                                                                                    strict=True)]  # fmt: skip
     figs["heatmaps"] = str(plot_bagnet_heatmaps(images, heat, s["heatmaps"]["targets"], figures / "bagnet_heatmaps",
                                                q=s["heatmaps"]["receptive_field"])[0])  # fmt: skip
+    if "detection" in s:
+        figs.update(_detection_figures(s["detection"], figures))
     real = s.get("real", {})
     if real.get("figure"):
         figs["real"] = real["figure"]
+    return figs
+
+
+def _detection_figures(detection: dict[str, Any], figures: Path) -> dict[str, str]:
+    """The mAP bars and example test scenes (ground truth and each backbone's detections) of the detection step."""
+    figs = {"detection_map": str(plot_detection_map(detection, figures / "detection_map")[0])}
+    voc = Path(detection["voc_root"])
+    ex = detection["examples"]
+    images, truth = [], []
+    for image_id in ex["image_ids"]:
+        images.append(np.asarray(load_image(voc / "JPEGImages" / f"{image_id}.jpg")))
+        ann = parse_annotation(voc / "Annotations" / f"{image_id}.xml", world.SHAPES)
+        truth.append([(o.name, o.box) for o in ann.objects])
+    figs["detection_scenes"] = str(plot_detection_scenes(images, truth, ex["detections"],
+                                                         figures / "detection_scenes")[0])  # fmt: skip
     return figs

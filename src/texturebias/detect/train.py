@@ -26,7 +26,6 @@ state); resuming with other settings is refused, naming the settings that differ
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
@@ -46,7 +45,8 @@ from texturebias.data.loader import worker_init
 from texturebias.detect.data import VocDetectionDataset, collate
 from texturebias.detect.model import DetectorSpec, detection_model, set_sampling_seeds
 from texturebias.detect.voc import VocSet, load_voc, parse_set_names
-from texturebias.errors import CheckpointError, TextureBiasError, first_line
+from texturebias.errors import CheckpointError, TextureBiasError
+from texturebias.train.checkpoints import load_training_checkpoint, read_metrics
 from texturebias.utils.device import autocast, resolve_device
 from texturebias.utils.distributed import DistInfo, barrier, init_distributed
 from texturebias.utils.download import sha256_file
@@ -275,7 +275,9 @@ def _train(cfg: DetectTrainConfig, info: DistInfo) -> DetectTrainResult:
 
     vocset = load_voc(cfg.voc_root, sets, classes=cfg.classes, skip_bad=cfg.skip_bad)
     classes = vocset.classes
-    ck: dict[str, Any] | None = _load_checkpoint(last_path) if cfg.resume else None
+    ck: dict[str, Any] | None = (
+        load_training_checkpoint(last_path, fmt=CHECKPOINT_FORMAT, command="detect-train") if cfg.resume else None
+    )
     if ck is not None and cfg.checkpoint is not None and not Path(cfg.checkpoint).is_file():
         # The input checkpoint moved since the run started: its weights live on in checkpoint_last.pt.
         weights_identity = dict((ck.get("settings") or {}).get("input_weights") or {})
@@ -316,7 +318,7 @@ def _train(cfg: DetectTrainConfig, info: DistInfo) -> DetectTrainResult:
         elapsed_before = float(ck.get("wall_time_s", 0.0))
         rng = ck["rng"]
         set_rng_state(rng[info.rank] if len(rng) == info.world_size else rng[0])
-        metrics = _read_metrics(out / "metrics.csv", start_epoch)
+        metrics = read_metrics(out / "metrics.csv", start_epoch, int_fields=("epoch", "images"))
         if info.is_main:
             log.info("resuming %s after epoch %d", out, start_epoch)
     elif info.is_main and transfer.loaded:
@@ -438,28 +440,6 @@ def _evaluate_after_training(
     log.info("%s: VOC07 mAP %.4f, all-point mAP %.4f", ",".join(cfg.val_sets), evaluation["map_voc07"],
              evaluation["map_all"])  # fmt: skip
     return evaluation
-
-
-def _load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        ck = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable training checkpoint ({first_line(exc)})") from None
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or "optimizer" not in ck:
-        raise CheckpointError(f"{path}: not a detect-train checkpoint (checkpoint_last.pt of `detect-train`)")
-    return ck
-
-
-def _read_metrics(path: Path, upto_epoch: int) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    out = []
-    for row in rows:
-        if int(row["epoch"]) <= upto_epoch:
-            out.append({k: (int(v) if k in ("epoch", "images") else float(v) if v else "") for k, v in row.items()})
-    return out
 
 
 def load_run_config(out: str | os.PathLike[str]) -> DetectTrainConfig:

@@ -26,17 +26,17 @@ METRICS_FIELDS = (
 )  # fmt: skip
 
 
-def read_metrics(path: Path, upto_epoch: int) -> list[dict[str, Any]]:
+def read_metrics(path: Path, upto_epoch: int, *, int_fields: tuple[str, ...] = ("epoch",)) -> list[dict[str, Any]]:
     """Rows of ``metrics.csv`` up to ``upto_epoch`` (a resumed run drops the rows past its checkpoint)."""
     if not path.is_file():
         return []
     with open(path, encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    out = []
-    for row in rows:
-        if int(row["epoch"]) <= upto_epoch:
-            out.append({k: int(v) if k == "epoch" else float(v) if v else "" for k, v in row.items()})
-    return out
+    return [
+        {k: int(v) if k in int_fields else float(v) if v else "" for k, v in row.items()}
+        for row in rows
+        if int(row["epoch"]) <= upto_epoch
+    ]
 
 
 _RESUME_MUST_MATCH = ("model", "data", "batch_size", "seed", "augment", "input_size", "resize_size", "model_kwargs")
@@ -81,12 +81,12 @@ def write_config(
     write_json(path, obj)
 
 
-def load_training_checkpoint(path: Path) -> dict[str, Any]:
-    """``checkpoint_last.pt`` of a ``texturebias train`` run, or one clear error for anything else."""
+def load_training_checkpoint(path: Path, *, fmt: str = CHECKPOINT_FORMAT, command: str = "train") -> dict[str, Any]:
+    """``checkpoint_last.pt`` of a ``texturebias <command>`` run (format tag ``fmt``), or one clear error."""
     try:
         ck = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:
         raise CheckpointError(f"{path}: not a readable training checkpoint ({first_line(exc)})") from None
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or "optimizer" not in ck:
-        raise CheckpointError(f"{path}: not a texturebias training checkpoint (checkpoint_last.pt of `train`)")
+    if not isinstance(ck, dict) or ck.get("format") != fmt or "optimizer" not in ck:
+        raise CheckpointError(f"{path}: not a {command} checkpoint (checkpoint_last.pt of `texturebias {command}`)")
     return ck

@@ -339,8 +339,7 @@ def _build_data(cfg: TrainConfig, info: DistInfo, device: torch.device) -> _Data
         loader_kw["prefetch_factor"] = 4
     train_loader = LabeledBatches(
         torch.utils.data.DataLoader(
-            train_set, worker_init_fn=worker_init,
-            batch_size=local_batch, sampler=sampler, **loader_kw
+            train_set, worker_init_fn=worker_init, batch_size=local_batch, sampler=sampler, **loader_kw
         ),
         on_unreadable="raise",
     )
