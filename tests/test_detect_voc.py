@@ -148,3 +148,23 @@ def test_annotation_writer_uses_the_class_list(tmp_path: Path) -> None:
     ann = VocAnnotation("img", 20, 10, (VocObject("dog", (0.0, 0.0, 19.0, 9.0)),), "img.jpg")
     path = write_annotation(tmp_path / "img.xml", ann)
     assert "<xmax>20</xmax>" in path.read_text() and parse_annotation(path, VOC_CLASSES) == ann
+
+
+def test_data_command_lists_and_fetches_voc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`texturebias data list|fetch` covers the VOC archives: md5-checked, unpacked into --root."""
+    from texturebias.cli import main
+    from texturebias.detect import voc
+
+    archive = _tar_with(tmp_path)
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    monkeypatch.setitem(
+        voc.VOC_ARCHIVES, "voc2007-test", VocArchive("voc2007-test", "VOCmini.tar", archive.as_uri(), md5)
+    )
+    assert main(["data", "list"]) == 0
+    assert "voc2007-trainval" in capsys.readouterr().out
+    assert main(["data", "fetch", "voc2007-test", "--root", str(tmp_path / "r")]) == 0
+    assert "VOCdevkit" in capsys.readouterr().out
+    assert (tmp_path / "r" / "VOCdevkit/VOC2007/ImageSets/Main/test.txt").is_file()
+    assert voc.voc_archive_fetched("voc2007-test", tmp_path / "r")

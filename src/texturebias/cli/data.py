@@ -34,19 +34,31 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     from texturebias.data.datasets import is_available, list_datasets
+    from texturebias.detect.voc import VOC_ARCHIVES, voc_archive_fetched
 
     print(f"{'name':<28} {'files':>6} {'MB':>7}  {'local':<6} description")
     for ds in list_datasets():
         local = "yes" if is_available(ds.name) else "no"
         print(f"{ds.name:<28} {len(ds.files):>6} {ds.size_bytes() / 1e6:>7.1f}  {local:<6} {ds.description}")
+    # Pascal VOC (detection transfer): one tar per set, md5 as the devkit publishes it.
+    for a in VOC_ARCHIVES.values():
+        local = "yes" if voc_archive_fetched(a.name) else "no"
+        print(f"{a.name:<28} {1:>6} {a.size_mb or 0:>7.1f}  {local:<6} Pascal {a.contents} (md5-checked tar)")
     return 0
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    from texturebias.data.datasets import fetch_dataset
+    from texturebias.data.datasets import fetch_dataset, get_dataset
+    from texturebias.detect.voc import VOC_ARCHIVES, fetch_voc_archive
 
+    for name in args.names:  # check every name before downloading anything
+        if name not in VOC_ARCHIVES:
+            get_dataset(name)
     for name in args.names:
-        print(f"{name}: {fetch_dataset(name, root=args.root)}")
+        if name in VOC_ARCHIVES:
+            print(f"{name}: {fetch_voc_archive(name, args.root)} (use it as --voc-root)")
+        else:
+            print(f"{name}: {fetch_dataset(name, root=args.root)}")
     return 0
 
 

@@ -163,6 +163,10 @@ def weighted_average_precision(judged: JudgedClass, weights: np.ndarray) -> tupl
 
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     npos = weights @ judged.npos_per_image
+    missing = npos <= 0
+    if len(judged.tp) == 0:  # no detections: AP 0 wherever the class has ground truth
+        ap = np.where(missing, np.nan, 0.0)
+        return ap, ap.copy()
     w = weights[:, judged.image]  # B x n_judged
     ctp = np.cumsum(w * judged.tp, axis=1)
     cfp = np.cumsum(w * (1.0 - judged.tp), axis=1)
@@ -179,9 +183,6 @@ def weighted_average_precision(judged: JudgedClass, weights: np.ndarray) -> tupl
         first = reached.argmax(axis=1)
         any_reached = reached.any(axis=1)
         ap07 += np.where(any_reached, envelope[np.arange(len(w)), first], 0.0) / 11.0
-    if recall.shape[1] == 0:
-        ap_all = np.zeros(len(w))
-    missing = npos <= 0
     ap07[missing] = np.nan
     ap_all[missing] = np.nan
     return ap07, ap_all
@@ -284,6 +285,8 @@ def run_detection_transfer(
             "map_all": evaluation.map_all,
             "ci95_voc07": _ci(boot[name][0]),
             "ci95_all": _ci(boot[name][1]),
+            # AP's precision envelope is a running maximum, so resampled mAPs sit a little above the point estimate.
+            "bootstrap_mean_voc07": finite_or_none(float(np.nanmean(boot[name][0]))),
             "classes": {
                 c: {"ap_voc07": r.ap_voc07, "ap_all": r.ap_all, "npos": r.npos, "detections": r.detections}
                 for c, r in evaluation.classes.items()

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from texturebias.errors import DataError, DownloadError
 from texturebias.utils.download import download_file, sha256_file, texturebias_home
-from texturebias.utils.io import atomic_open, atomic_path
+from texturebias.utils.io import atomic_open
 from texturebias.utils.progress import get_logger, progress
 
 #: The 20 VOC classes in the canonical order; detector label ``i + 1`` is ``VOC_CLASSES[i]`` (0 = background).
@@ -460,6 +460,13 @@ def _check_archive(path: Path, archive: VocArchive) -> None:
         raise DownloadError(f"{archive.name}: sha256 mismatch for {path}; file refused")
 
 
+def voc_archive_fetched(name: str, root: str | os.PathLike[str] | None = None) -> bool:
+    """Whether :func:`fetch_voc_archive` already unpacked archive ``name`` into ``root`` (default: the cache)."""
+    archive = VOC_ARCHIVES[name]
+    dest_root = Path(root) if root is not None else texturebias_home() / "data" / "voc"
+    return (dest_root / f".{archive.filename}.extracted").is_file()
+
+
 def fetch_voc_archive(
     archive: str | VocArchive,
     root: str | os.PathLike[str] | None = None,
@@ -500,9 +507,15 @@ def fetch_voc_archive(
         _check_archive(src, archive)
         target = src
     elif not target.is_file():
-        with atomic_path(target) as tmp:
-            download_file(url or archive.url, tmp, sha256=archive.sha256)
-            _check_archive(tmp, archive)
+        # download_file renames into place only after the transfer; the md5 is checked right after, and a
+        # mismatching file is removed, so nothing unverified stays under the final name.
+        hint = f"unpack it with `tar -xf {archive.filename} -C {dest_root}` (then --voc-root {dest_root / 'VOCdevkit'})"
+        download_file(url or archive.url, target, sha256=archive.sha256, hint=hint)
+        try:
+            _check_archive(target, archive)
+        except DownloadError:
+            target.unlink(missing_ok=True)
+            raise
     else:
         _check_archive(target, archive)
     marker = dest_root / f".{archive.filename}.extracted"
