@@ -16,6 +16,8 @@ from texturebias.demo.config import DETECTION_QUICK, DetectionSizes
 from texturebias.demo.detection import (
     SCRATCH,
     bootstrap_weights,
+    detection_command,
+    detection_train_config,
     judge_class,
     run_detection_transfer,
     weighted_map,
@@ -156,6 +158,7 @@ def _backbones(folder: Path) -> dict[str, Path | None]:
 def _without_paths(result: dict[str, Any]) -> dict[str, Any]:
     r = json.loads(json.dumps(result))
     r.pop("timings_s")
+    r.pop("cpu_time_s")
     r.pop("voc_root")
     for b in r["backbones"].values():
         b.pop("detector")
@@ -208,11 +211,24 @@ def _demo_summary() -> dict[str, Any]:
     return {
         "shape_bias": {k: {"shape_bias": 0.5, "ci95": [0.45, 0.55]} for k in keys},
         "accuracy": acc,
-        "probes": {"shape_probe": {"natural": 0.9, "stylized": 0.4},
-                   "texture_probe": {"natural": 0.9, "stylized": 0.2}},  # fmt: skip
+        "probes": {
+            "shape_probe": {"natural": 0.9, "stylized": 0.4},
+            "texture_probe": {"natural": 0.9, "stylized": 0.2},
+        },  # fmt: skip
         "chance": 0.125,
         "real": {"status": "skipped", "reason": "test"},
     }
+
+
+def test_the_printed_command_is_the_steps_recipe(tmp_path: Path) -> None:
+    import shlex
+
+    from texturebias.cli import build_parser
+    from texturebias.cli.detect import train_config_from_args
+
+    cfg = detection_train_config(tmp_path / "voc", tmp_path / "run", tmp_path / "b.pt", 3, TINY)
+    args = build_parser().parse_args(shlex.split(detection_command(cfg))[1:])
+    assert train_config_from_args(args) == cfg
 
 
 def test_quick_detection_sizes_are_small() -> None:

@@ -12,7 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="List registered models with their weights: source, license, input size, "
         "and whether the file is already cached.",
     )
-    p.add_argument("pattern", nargs="?", help="shell pattern or substring, e.g. 'bagnet*' or 'timm/vit*'")
+    p.add_argument(
+        "pattern", nargs="?", help="shell pattern or substring, e.g. 'bagnet*', 'timm/vit*' or 'open_clip/ViT-B*'"
+    )
     p.add_argument(
         "--verbose",
         "-v",
@@ -26,8 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from texturebias.models import get_model_entry, list_models, resolve_preprocessing
 
     names = list_models(args.pattern)
-    if not names and args.pattern and (args.pattern.startswith("timm/") or ":" in args.pattern):
-        names = [args.pattern]  # a timm tag (timm/<arch>.<tag>) or a user factory is resolved, not listed
+    if not names and args.pattern and (args.pattern.startswith(("timm/", "open_clip/")) or ":" in args.pattern):
+        # a timm tag (timm/<arch>.<tag>), an open_clip architecture or a user factory is resolved, not listed
+        names = [args.pattern]
     if not names:
         print(f"no model matches {args.pattern!r}")
         return 1

@@ -98,6 +98,10 @@ class DetectionSizes:
     # the control that says whether pretraining matters at all.
     backbones: tuple[str, ...] = ("cnn-natural", "cnn-randomised", "cnn-stylized", "scratch")
     n_boot: int = 1000
+    # Torch threads while the detectors train and run. Faster R-CNN on 64-px scenes is thousands of tiny ops, and
+    # two threads that wait on each other lose badly on a busy machine: on a shared 2-core machine one thread
+    # trained at 26 ms per scene, two at 95-181 ms (measured; docs/detection.md).
+    torch_threads: int = 1
 
 
 DETECTION_FULL = DetectionSizes()

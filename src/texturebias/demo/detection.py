@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from texturebias.demo import world
 from texturebias.demo.config import CNN, DetectionSizes
@@ -109,8 +110,8 @@ def detection_command(cfg: DetectTrainConfig) -> str:
         f"--lr-steps {','.join(map(str, cfg.lr_steps))} --trainable-layers {cfg.trainable_layers} "
         f"--min-size {cfg.min_size} --max-size {cfg.max_size} "
         f"--anchor-sizes {','.join(map(str, cfg.anchor_sizes or ()))} "
-        f"--box-batch-size-per-image {cfg.box_batch_size_per_image} "
-        f"--rpn-batch-size-per-image {cfg.rpn_batch_size_per_image} --workers 0 --device cpu --seed {cfg.seed}"
+        f"--box-batch-size {cfg.box_batch_size_per_image} "
+        f"--rpn-batch-size {cfg.rpn_batch_size_per_image} --workers 0 --device cpu --seed {cfg.seed}"
     )
 
 
@@ -251,7 +252,22 @@ def run_detection_transfer(
     folder = Path(out) / "detection"
     folder.mkdir(parents=True, exist_ok=True)
     _check_folder(folder, seed, sizes)
-    t0 = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(sizes.torch_threads)
+    try:
+        return _run(folder, seed, sizes, checkpoints, commands)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(
+    folder: Path,
+    seed: int,
+    sizes: DetectionSizes,
+    checkpoints: Mapping[str, Path | None],
+    commands: dict[str, str] | None,
+) -> dict[str, Any]:
+    t0, c0 = time.perf_counter(), time.process_time()
     voc = write_detection_voc(folder / "voc", seed, splits={"trainval": sizes.n_train, "test": sizes.n_test},
                               size=sizes.scene_size, max_objects=sizes.max_objects)  # fmt: skip
     timings: dict[str, float] = {"scenes": round(time.perf_counter() - t0, 2)}
@@ -315,8 +331,12 @@ def run_detection_transfer(
     shown = image_ids[:EXAMPLES]
     examples = {
         name: [
-            [[c, d.score, [v - 1.0 for v in d.box]] for c in test.classes for d in dets[c] if d.image_id == i
-             and d.score >= EXAMPLE_SCORE]  # fmt: skip
+            [
+                [c, d.score, [v - 1.0 for v in d.box]]
+                for c in test.classes
+                for d in dets[c]
+                if d.image_id == i and d.score >= EXAMPLE_SCORE
+            ]  # fmt: skip
             for i in shown
         ]
         for name, dets in kept.items()
@@ -334,7 +354,9 @@ def run_detection_transfer(
         "differences": differences,
         "paper_map50": PAPER_MAP50,
         "examples": {"image_ids": shown, "min_score": EXAMPLE_SCORE, "detections": examples},
-        "timings_s": timings,
+        "timings_s": {**timings, "total": round(time.perf_counter() - t0, 2)},
+        "cpu_time_s": round(time.process_time() - c0, 2),
+        "torch_threads": sizes.torch_threads,
     }
     write_json(folder / "detection.json", result)
     return result

@@ -160,8 +160,8 @@ def plot_detection_map(detection: Mapping[str, Any], stem: str | os.PathLike[str
         err = np.abs(np.stack([vals - ci[:, 0], ci[:, 1] - vals]))
         pos = x + (k - 0.5) * 0.36
         ax.bar(pos, vals, width=0.34, color=color, label=label, yerr=err, capsize=2, error_kw={"linewidth": 0.8})
-        for xi, v in zip(pos, vals, strict=True):
-            ax.text(xi, 0.02, f"{v:.2f}", ha="center", fontsize=6.5, color="white")
+        for xi, v, top in zip(pos, vals, np.nan_to_num(ci[:, 1], nan=0.0), strict=True):
+            ax.text(xi, max(v, top) + 0.02, f"{v:.2f}", ha="center", fontsize=6.5)
     ax.set_xticks(x, names, fontsize=8, rotation=10)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("mAP (IoU > 0.5)")

@@ -9,6 +9,9 @@ against the background is flagged ``difficult`` (what the VOC annotators flag: h
 
 Scenes are a pure function of ``(seed, split, index)``: the same call writes the same files on every machine.
 Boxes are the tight bounds of the drawn pixels, so they are exact.
+
+:func:`write_scenes_voc` is the layout writer behind it, for any scene generator passed in as a function (the demo's
+textured shapes use it: ``texturebias.demo.scenes``; ``detect`` itself never imports the demo).
 """
 
 from __future__ import annotations

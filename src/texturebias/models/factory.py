@@ -1,7 +1,8 @@
 """The one way to get a model: name (+ checkpoint) → network and the preprocessing it expects.
 
 Importing this module registers every model family (torchvision, EfficientNet-Lite, SIN ResNet-50s,
-BagNets, the demo's small nets; on demand: timm's ``timm/<arch>[.<tag>]`` and the user's own
+BagNets, the demo's small nets; on demand: timm's ``timm/<arch>[.<tag>]``, open_clip's zero-shot
+``open_clip/<arch>[:<tag>]`` and the user's own
 ``package.module:factory`` or ``path/file.py:factory``). :func:`load_model` is what commands call;
 :func:`create_model` builds the network alone, :func:`resolve_preprocessing` gives the inputs' recipe.
 """
@@ -22,6 +23,7 @@ from texturebias.errors import CheckpointError, TextureBiasError, UnknownModelEr
 from texturebias.models import (  # noqa: F401
     adain_nets,
     bagnet,
+    clip_zoo,
     demo,
     efficientnet_lite,
     sin_resnet,
@@ -45,11 +47,14 @@ def list_models(pattern: str | None = None) -> list[str]:
     """Registered model names, sorted, optionally filtered by a shell-style ``pattern`` (``bagnet*``).
 
     A pattern without wildcards matches as a substring. timm's architectures (``timm/<name>``) are listed
-    only when the pattern mentions "timm" (importing timm takes seconds).
+    only when the pattern mentions "timm", open_clip's pretrained weights (``open_clip/<arch>:<tag>``) only
+    when it mentions "open_clip" (importing either takes seconds).
     """
     names = sorted(registered_entries())
     if pattern and "timm" in pattern.lower():
         names = sorted(set(names) | set(timm_zoo.timm_names()))
+    if pattern and "open_clip" in pattern.lower():
+        names = sorted(set(names) | set(clip_zoo.clip_names()))
     if pattern:
         pat = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
         names = [n for n in names if fnmatch.fnmatchcase(n.lower(), pat.lower())]
@@ -65,7 +70,16 @@ def get_model_entry(name: str) -> ModelEntry:
     entries = registered_entries()
     if name in entries:
         return entries[name]
-    if name.startswith(timm_zoo.PREFIX):
+    if name.startswith(clip_zoo.PREFIX):
+        entry = clip_zoo.clip_entry(name)
+        if entry is not None:
+            add_model(entry)
+            return entry
+        if not clip_zoo.open_clip_available():
+            raise UnknownModelError(
+                f"{name!r} needs the optional dependency open_clip (pip install 'texturebias[clip]')"
+            )
+    elif name.startswith(timm_zoo.PREFIX):
         entry = timm_zoo.timm_entry(name)
         if entry is not None:
             add_model(entry)
@@ -112,6 +126,11 @@ def create_model(
     kw = {k: v for k, v in kwargs.items() if v is not None}
     if num_classes is not None:
         kw["num_classes"] = num_classes
+    if checkpoint is not None and entry.loads_own_checkpoint:
+        # open_clip: the file holds both towers, and the classifier head is computed from the text tower.
+        return entry.builder(checkpoint=checkpoint, **kw).eval()
+    if checkpoint is None and pretrained and entry.weights is None and entry.loads_own_weights:
+        return entry.builder(pretrained=True, **kw).eval()
     model = entry.builder(**kw)
     if checkpoint is not None:
         sd = load_checkpoint(checkpoint, key_filter=entry.key_filter)
@@ -122,8 +141,6 @@ def create_model(
                 kw["num_classes"] = inferred
                 model = entry.builder(**kw)
         load_into(model, sd, what=f"checkpoint {checkpoint}")
-    elif pretrained and entry.weights is None and entry.loads_own_weights:
-        model = entry.builder(pretrained=True, **kw)
     elif pretrained:
         if entry.weights is None:
             raise CheckpointError(f"model {name!r} has no declared pretrained weights; pass --checkpoint PATH")

@@ -32,6 +32,8 @@ class ModelEntry:
         preprocessing: Input preprocessing when the model has no weights (else the weights' own).
         loads_own_weights: The builder loads the pretrained weights itself when called with
             ``pretrained=True`` (timm's hub loader, a user's factory) instead of a declared weight record.
+        loads_own_checkpoint: The builder reads a local checkpoint itself when called with ``checkpoint=PATH``
+            (open_clip: the file holds both towers, and the zero-shot head is computed from the text tower).
     """
 
     name: str
@@ -42,6 +44,7 @@ class ModelEntry:
     key_filter: KeyFilter | None = None
     preprocessing: Preprocessing | None = None
     loads_own_weights: bool = False
+    loads_own_checkpoint: bool = False
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
