@@ -2,7 +2,8 @@
 
 Modules: ``world`` (the generated shapes x textures world), ``config``, ``steps`` (data sets, stylizer,
 training, evaluation through the toolkit's own commands), ``findings``, ``figures``, ``report``,
-``pipeline`` (:func:`~texturebias.demo.pipeline.run_demo`). See docs/demo.md. May import every other package.
+``pipeline`` (:func:`~texturebias.demo.pipeline.run_demo`), ``scenes`` and ``detection`` (the miniature detection
+transfer of ``--detection``). See docs/demo.md. May import every other package.
 """
 
 from texturebias.demo.config import DemoConfig, DemoResult, DemoSizes
