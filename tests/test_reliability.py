@@ -67,10 +67,12 @@ def test_shape_bias_settings_carry_the_checkpoint_content(tmp_path: Path) -> Non
     torch.save({"w": torch.zeros(2)}, ck)
     from texturebias.models import Preprocessing
 
-    args = ("resnet18", ck, None, "mean", "fp32", tmp_path, Preprocessing())
-    first = _config(*args)
+    def config() -> dict[str, object]:  # as evaluate_shape_bias builds it: the file hashed at the start of the run
+        return _config("resnet18", ck, file_identity(ck), None, "mean", "fp32", tmp_path, Preprocessing())
+
+    first = config()
     torch.save({"w": torch.ones(2)}, ck)
-    assert _config(*args) != first  # so reuse_trials recomputes instead of returning the old model's trials
+    assert config() != first  # so reuse_trials recomputes instead of returning the old model's trials
 
 
 def test_help_does_not_import_torch() -> None:

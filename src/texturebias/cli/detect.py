@@ -8,14 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from texturebias.cli.common import positive_int
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+from texturebias.cli.common import non_negative_int, positive_int
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -93,11 +86,11 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, help="learning rate (default 0.01 x batch/16)")
     p.add_argument("--momentum", type=float)
     p.add_argument("--weight-decay", type=float)
-    p.add_argument("--warmup-iters", type=_non_negative_int, help="linear warm-up iterations (500)")
+    p.add_argument("--warmup-iters", type=non_negative_int, help="linear warm-up iterations (500)")
     p.add_argument("--warmup-factor", type=float, help="lr factor at the first warm-up iteration (0.001)")
     p.add_argument("--lr-steps", type=_int_list, metavar="E1,E2", help="epochs after which lr is multiplied (9)")
     p.add_argument("--lr-gamma", type=float, help="step-decay factor (0.1)")
-    p.add_argument("--trainable-layers", type=_non_negative_int, help="body stages that train (3, torchvision)")
+    p.add_argument("--trainable-layers", type=non_negative_int, help="body stages that train (3, torchvision)")
     p.add_argument("--min-size", type=positive_int, help="shorter image side (600)")
     p.add_argument("--max-size", type=positive_int, help="longer image side cap (1000)")
     p.add_argument("--anchor-sizes", type=_int_list, metavar="S1,...", help="anchor sizes (FPN: 5, one per level)")
@@ -115,11 +108,11 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="leave out images with problems (listed in OUT/bad-files.json) instead of failing",
     )
-    p.add_argument("--workers", type=_non_negative_int, help="data-loading processes per training process (4)")
+    p.add_argument("--workers", type=non_negative_int, help="data-loading processes per training process (4)")
     p.add_argument("--amp", action="store_true", default=None, help="fp16 autocast + gradient scaling (CUDA only)")
     p.add_argument("--device", help="auto (default), cpu, cuda")
     p.add_argument("--seed", type=int)
-    p.add_argument("--log-every", type=_non_negative_int, metavar="N", help="log the loss every N steps")
+    p.add_argument("--log-every", type=non_negative_int, metavar="N", help="log the loss every N steps")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoint_last.pt")
     p.set_defaults(func=run_train)
 
@@ -213,7 +206,7 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     p.add_argument("--classes", type=_name_list, metavar="NAMES|FILE", help="class names (default: as the data)")
     p.add_argument("--batch-size", type=positive_int, default=4, help="images per forward pass (4)")
-    p.add_argument("--workers", type=_non_negative_int, default=2, help="data-loading processes (2)")
+    p.add_argument("--workers", type=non_negative_int, default=2, help="data-loading processes (2)")
     p.add_argument("--amp", action="store_true", help="fp16 autocast (CUDA only)")
     p.add_argument("--skip-bad", action="store_true", help="leave out bad images (listed in OUT/bad-files.json)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda")

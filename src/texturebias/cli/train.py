@@ -9,17 +9,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from texturebias.cli.common import positive_int, unit_float
+from texturebias.cli.common import non_negative_int, positive_int, unit_float
 
 if TYPE_CHECKING:
     from texturebias.train.recipes import TrainConfig
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--lr-steps", type=parse_lr_steps, metavar="E1,E2", help="epochs where lr is divided (e.g. 30,60)")
     p.add_argument("--lr-gamma", type=float, help="lr factor at each step (default 0.1)")
-    p.add_argument("--workers", type=_non_negative_int, help="data-loading processes per training process (4)")
+    p.add_argument("--workers", type=non_negative_int, help="data-loading processes per training process (4)")
     start = p.add_mutually_exclusive_group()
     start.add_argument(
         "--pretrained", action="store_true", default=None, help="start from the model's declared pretrained weights"
@@ -67,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="fp32 (default), bf16, fp16 (GPU)")
     p.add_argument("--channels-last", action="store_true", default=None, help="channels-last memory format")
     p.add_argument("--seed", type=int)
-    p.add_argument("--log-every", type=_non_negative_int, metavar="N", help="show the loss every N steps")
+    p.add_argument("--log-every", type=non_negative_int, metavar="N", help="show the loss every N steps")
     p.add_argument("--tensorboard", action="store_true", default=None, help="also write TensorBoard logs")
     p.add_argument(
         "--augment",

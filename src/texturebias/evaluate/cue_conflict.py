@@ -284,6 +284,7 @@ def human_trials_of_set(
 def _config(
     model_name: str,
     checkpoint: str | os.PathLike[str] | None,
+    checkpoint_identity: dict[str, Any] | None,
     mapping: object,
     aggregation: str,
     precision: str,
@@ -295,8 +296,8 @@ def _config(
     return {
         "model": model_name,
         "checkpoint": str(checkpoint) if checkpoint is not None else None,
-        # The file's content, not its path: train overwrites checkpoint_best.pt in place.
-        "checkpoint_identity": file_identity(checkpoint),
+        # The file's content (utils.io.file_identity), not its path: train overwrites checkpoint_best.pt in place.
+        "checkpoint_identity": checkpoint_identity,
         "mapping": str(mapping) if mapping is not None else "auto",
         "aggregation": aggregation,
         "precision": precision,
@@ -365,6 +366,7 @@ def evaluate_shape_bias(
     result_trials: dict[str, pd.DataFrame] = {}
     files: dict[str, Path] = {}
     failed: dict[str, list[UnreadableImage]] = {}
+    checkpoint_identity = file_identity(checkpoint)  # hashed once, not once per stimulus set
     for set_name, folder in folders.items():
         if folder is None:
             _log.warning("%s stimuli not found; skipped", set_name)
@@ -372,7 +374,9 @@ def evaluate_shape_bias(
         table = stimulus_table(folder, cue_conflict=set_name == "cue-conflict")
         csv_path = out / f"{set_name}_{folder_name}_session-1.csv"
         config_path = out / f".{set_name}.config.json"
-        config = _config(model_name, checkpoint, mapping, aggregation, precision, folder, preprocessing)
+        config = _config(
+            model_name, checkpoint, checkpoint_identity, mapping, aggregation, precision, folder, preprocessing
+        )
         paths = list(table["path"])
         reused = reuse_stimulus_trials(csv_path, config_path, config, paths, stimulus_imagenames(table, set_name))
         if reused is None:

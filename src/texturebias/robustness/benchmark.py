@@ -476,6 +476,11 @@ def run_benchmark(
     files: list[Path] = []
     unreadable: dict[Path, UnreadableImage] = {}
     rows, cond_rows = [], []
+    # Per model, not per dataset: both read the checkpoint file (its recorded preprocessing, its sha256).
+    checkpoint_identity = file_identity(checkpoint)
+    preprocessing_of = {
+        m: resolve_preprocessing(m, checkpoint, overrides=preprocessing_overrides).to_dict() for m in models
+    }
     for dataset in datasets:
         humans = human_trials_for(dataset, human_data)
         conditions = conditions_of(dataset)
@@ -486,10 +491,9 @@ def run_benchmark(
         for model_name in models:
             path = out / "raw-data" / dataset / f"{dataset}_{safe_name(model_name).replace('_', '-')}_session_1.csv"
             # Trials are reused only when they were made with the same settings (sidecar JSON next to them).
-            preprocessing = resolve_preprocessing(model_name, checkpoint, overrides=preprocessing_overrides)
             config = {"model": model_name, "dataset": dataset, "checkpoint": str(checkpoint) if checkpoint else None,
-                      "preprocessing": preprocessing.to_dict(),
-                      "checkpoint_identity": file_identity(checkpoint),
+                      "preprocessing": preprocessing_of[model_name],
+                      "checkpoint_identity": checkpoint_identity,
                       "mapping": mapping, "aggregation": aggregation, "precision": precision}  # fmt: skip
             config_path = path.with_suffix(".json")
             folder = dataset_folder(dataset, data_root)
