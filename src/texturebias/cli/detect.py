@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from pathlib import Path
 
-from texturebias.cli.common import non_negative_int, positive_int
+from texturebias.cli.common import add_device_arguments, non_negative_int, positive_int
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -169,9 +168,10 @@ def train_config_from_args(args: argparse.Namespace):  # noqa: ANN201 (lazy impo
 
 def run_train(args: argparse.Namespace) -> int:
     from texturebias.detect.train import train_detector
+    from texturebias.utils.distributed import dist_info
 
     result = train_detector(train_config_from_args(args))
-    if int(os.environ.get("RANK", "0")) == 0 and result.metrics:
+    if dist_info().is_main and result.metrics:
         last = result.metrics[-1]
         print(f"trained a {result.config.backbone} Faster R-CNN for {last['epoch']} epochs -> {result.out}")
         if result.evaluation is not None:
@@ -209,12 +209,13 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=non_negative_int, default=2, help="data-loading processes (2)")
     p.add_argument("--amp", action="store_true", help="fp16 autocast (CUDA only)")
     p.add_argument("--skip-bad", action="store_true", help="leave out bad images (listed in OUT/bad-files.json)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
+    add_device_arguments(p)
     p.set_defaults(func=run_eval)
 
 
 def run_eval(args: argparse.Namespace) -> int:
     from texturebias.detect.inference import evaluate_voc
+    from texturebias.utils.distributed import dist_info
 
     res = evaluate_voc(
         args.voc_root,
@@ -229,7 +230,7 @@ def run_eval(args: argparse.Namespace) -> int:
         amp=args.amp,
         skip_bad=args.skip_bad,
     )
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not dist_info().is_main:
         return 0
     ev = res.evaluation
     print(f"{'class':<14} {'AP (VOC07)':>10} {'AP (all)':>9} {'npos':>6} {'dets':>7}")
@@ -251,7 +252,7 @@ def _register_detect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, metavar="PATH", help="detector.pt of detect-train")
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.add_argument("--threshold", type=float, default=0.5, help="minimum score of a reported box (0.5)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
+    add_device_arguments(p)
     p.set_defaults(func=run_detect)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -116,9 +115,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     from texturebias.train import train
+    from texturebias.utils.distributed import dist_info
 
     result = train(config_from_args(args))
-    if result.metrics and int(os.environ.get("RANK", "0")) == 0:
+    if result.metrics and dist_info().is_main:
         last = result.metrics[-1]
         print(f"trained {result.config.model} for {last['epoch']} epochs -> {result.out}")
         if result.best_top1 is not None:
