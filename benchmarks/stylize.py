@@ -11,7 +11,8 @@ Weights: the fixtures' deterministic detinit-v1 weights with the official layout
 on weight values; the official checkpoints cannot be downloaded here). Pass ``--vgg``/``--decoder`` to use
 real ones.
 
-Usage: ``.venv/bin/python benchmarks/stylize.py [--images 32] [--styles 4] [--batch-size 8] [--workers 1]``
+Usage: ``.venv/bin/python benchmarks/stylize.py [--images 32] [--styles 4] [--batch-size 8] [--content-size 224x224]
+[--rounds 3]``
 """
 
 from __future__ import annotations
@@ -50,16 +51,16 @@ def make_weights(d: Path) -> tuple[Path, Path]:
     return d / "vgg.pth", d / "decoder.pth"
 
 
-def make_images(d: Path, n_content: int, n_styles: int) -> tuple[Path, Path]:
-    """Content JPEGs of ImageNet-like size (375x500) and style paintings (600x480), from real photos."""
+def make_images(d: Path, n_content: int, n_styles: int, size: tuple[int, int] = (500, 375)) -> tuple[Path, Path]:
+    """Content JPEGs of ImageNet-like size (500x375, or ``size``) and style paintings (600x480), from real photos."""
     import skimage.data
 
     photos = [skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee(), skimage.data.rocket()]
     rng = np.random.default_rng(0)
     content, styles = d / "content", d / "styles"
     for i in range(n_content):
-        img = Image.fromarray(photos[i % len(photos)]).resize((500, 375), Image.BILINEAR)
-        arr = np.asarray(img).astype(np.int16) + rng.integers(-12, 12, size=(375, 500, 3))  # distinct images
+        img = Image.fromarray(photos[i % len(photos)]).resize(size, Image.BILINEAR)
+        arr = np.asarray(img).astype(np.int16) + rng.integers(-12, 12, size=(size[1], size[0], 3))  # distinct images
         (content / f"n{i % 4:08d}").mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(
             content / f"n{i % 4:08d}/img_{i:04d}.JPEG", quality=90
@@ -154,8 +155,14 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--styles", type=int, default=4, help="style pool (SIN: 79k styles for 1.28M images)")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None, help="loader workers (default: the builder's, 0 on a CPU)")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of ours and the baseline (medians)")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument(
+        "--content-size",
+        default="500x375",
+        help="content JPEG size WxH (ImageNet-like 500x375; 224x224 makes the networks dominate)",
+    )
     parser.add_argument("--vgg", type=Path)
     parser.add_argument("--decoder", type=Path)
     parser.add_argument(
@@ -180,7 +187,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         vgg, decoder = (args.vgg, args.decoder) if args.vgg and args.decoder else make_weights(d)
-        content, styles = make_images(d, args.images, args.styles)
+        w, h = (int(v) for v in args.content_size.lower().split("x"))
+        content, styles = make_images(d, args.images, args.styles, (w, h))
         if args.precision_error:
             errors = precision_error(vgg, decoder, content, styles, args.precision_error)
             print(json.dumps(errors, indent=2))
@@ -190,23 +198,33 @@ def main() -> None:
         common = dict(vgg=vgg, decoder=decoder, batch_size=args.batch_size, workers=args.workers, device="cpu")
         # Warm-up (oneDNN primitive creation) on a few images, then the builder run that fixes the style map.
         stylize_folder(content, styles, d / "warm", limit=2, **common)
-        t0 = time.perf_counter()
-        stylize_folder(content, styles, d / "ours_fp32", precision="fp32", **common)
-        ours_fp32 = time.perf_counter() - t0
         import csv
+        import statistics
 
-        with open(d / "ours_fp32" / "manifest.csv", newline="") as fh:
-            manifest = {r["input"]: r["style"] for r in csv.DictReader(fh) if r["status"] == "done"}
-        base = baseline(content, styles, d / "baseline", vgg, decoder, manifest)
+        ours_times, base_times = [], []
+        for r in range(args.rounds):
+            # Interleaved, so that a change in the machine's speed hits both sides alike.
+            t0 = time.perf_counter()
+            stylize_folder(content, styles, d / f"ours_fp32_{r}", precision="fp32", **common)
+            ours_times.append(time.perf_counter() - t0)
+            with open(d / f"ours_fp32_{r}" / "manifest.csv", newline="") as fh:
+                manifest = {row["input"]: row["style"] for row in csv.DictReader(fh) if row["status"] == "done"}
+            base_times.append(baseline(content, styles, d / f"baseline_{r}", vgg, decoder, manifest))
+        ours_fp32, base = statistics.median(ours_times), statistics.median(base_times)
         n = len(manifest)
         results = {
             "images": n,
             "styles": args.styles,
             "threads": args.threads,
+            "content_size": args.content_size,
+            "rounds": args.rounds,
+            "baseline_s": base_times,
+            "ours_fp32_s": ours_times,
             "baseline_images_per_s": n / base,
             "ours_fp32_images_per_s": n / ours_fp32,
             "ratio_fp32": base / ours_fp32,
-            "max_uint8_diff_fp32_vs_baseline": max_pixel_diff(d / "baseline", d / "ours_fp32"),
+            "ratio_fp32_per_round": [b / o for b, o in zip(base_times, ours_times, strict=True)],
+            "max_uint8_diff_fp32_vs_baseline": max_pixel_diff(d / "baseline_0", d / "ours_fp32_0"),
         }
         want_bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and cpu_has_fast_bf16())
         if want_bf16:
@@ -215,7 +233,7 @@ def main() -> None:
             ours_bf16 = time.perf_counter() - t0
             results["ours_bf16_images_per_s"] = n / ours_bf16
             results["ratio_bf16"] = base / ours_bf16
-            results["max_uint8_diff_bf16_vs_fp32"] = max_pixel_diff(d / "ours_fp32", d / "ours_bf16")
+            results["max_uint8_diff_bf16_vs_fp32"] = max_pixel_diff(d / "ours_fp32_0", d / "ours_bf16")
         else:
             results["bf16"] = "skipped: this CPU has no AMX/AVX512-BF16 (emulated bf16 is slower than fp32)"
     print_machine()
@@ -224,6 +242,8 @@ def main() -> None:
         f"ours fp32:                       {results['ours_fp32_images_per_s']:.2f} images/s "
         f"-> {results['ratio_fp32']:.2f}x, max |diff| {results['max_uint8_diff_fp32_vs_baseline']} (uint8)"
     )
+    if args.rounds > 1:
+        print("  per round: " + ", ".join(f"{x:.2f}x" for x in results["ratio_fp32_per_round"]))
     if want_bf16:
         print(
             f"ours bf16:                       {results['ours_bf16_images_per_s']:.2f} images/s "

@@ -102,6 +102,27 @@ def test_independent_of_batch_size_and_workers(setup: dict[str, Path], reference
     assert tree_bytes(out) == tree_bytes(reference_tree)
 
 
+@pytest.mark.parametrize("micro_batch", [1, 3, None])
+def test_micro_batches_give_the_same_bytes(
+    setup: dict[str, Path], reference_tree: Path, model: AdaIN, micro_batch: int | None
+) -> None:
+    # The reference tree ran whole batches of 4 (micro_batch=0 would be the same); the CPU default (None) and
+    # explicit sizes split them into network calls of 1 (run as 2), 3, or by activation size.
+    out = setup["root"] / f"micro{micro_batch}"
+    stylize_folder(setup["content"], setup["styles"], out, model=model, batch_size=4, workers=0,
+                   micro_batch=micro_batch, **SMALL)  # fmt: skip
+    assert tree_bytes(out) == tree_bytes(reference_tree)
+
+
+def test_micro_batch_chunks_by_activation_size() -> None:
+    from texturebias.stylize.builder import _Stylizer
+
+    s = _Stylizer(model=None, bank=None, alpha=1.0, styles_per_image=1, micro_batch=None)  # type: ignore[arg-type]
+    assert s._micro(torch.zeros(8, 3, 224, 224)) == 2  # 12.8 MB of relu1_1 per image: two per call
+    assert s._micro(torch.zeros(8, 3, 32, 32)) == 128  # small images: the whole batch
+    assert s._micro(torch.zeros(8, 3, 1024, 1024)) == 2  # never one (a batch of one runs as two anyway)
+
+
 def test_two_ranks_union_equals_single_process(setup: dict[str, Path], reference_tree: Path, model: AdaIN) -> None:
     out = setup["root"] / "ranks"
     for rank in (1, 0):

@@ -41,7 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="PNG zlib level (default 6; 1 is faster, files ~10%% larger)",
     )
     p.add_argument("--batch-size", type=positive_int, default=16, help="images per batch (default 16)")
-    p.add_argument("--workers", type=non_negative_int, default=2, help="DataLoader workers for decoding (default 2)")
+    p.add_argument(
+        "--workers",
+        type=non_negative_int,
+        default=None,
+        help="DataLoader workers for decoding (default: 0 on a CPU, where they slow the convolutions; 2 on a GPU)",
+    )
     add_device_arguments(p)
     p.add_argument(
         "--precision",
