@@ -91,6 +91,19 @@ def test_resume_continues_exactly(folders: tuple[Path, Path], tmp_path: Path) ->
     assert ckpt["iteration"] == 4
 
 
+def test_resume_with_another_encoder_is_refused(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    from texturebias.errors import DataError
+
+    content, styles = folders
+    kw = dict(batch_size=2, image_size=32, crop_size=24, save_every=2, log_every=1, workers=0, device="cpu", plot=False)
+    train_decoder(content, styles, tmp_path / "a", model=tiny_model(), iterations=2, **kw)
+    other = tiny_model()
+    encoder, layers = small_vgg_encoder((8, 16), seed=1)  # same architecture, other frozen weights
+    other = AdaIN(encoder, other.decoder, style_layers=layers)
+    with pytest.raises(DataError, match="encoder_sha256"):
+        train_decoder(content, styles, tmp_path / "a", model=other, iterations=4, **kw)
+
+
 def test_official_checkpoint_loads_into_the_stylizer(folders: tuple[Path, Path], tmp_path: Path) -> None:
     from conftest import _shared
 

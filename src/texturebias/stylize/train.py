@@ -36,7 +36,7 @@ from texturebias.models.weights import fetch_weights, load_checkpoint, load_into
 from texturebias.report.figures import save_figure
 from texturebias.stylize.adain import AdaIN, adain, mean_std
 from texturebias.utils.device import Precision, resolve_device
-from texturebias.utils.io import atomic_open, file_identity, folder_identity, save_torch
+from texturebias.utils.io import atomic_open, file_identity, folder_identity, module_digest, save_torch
 from texturebias.utils.progress import get_logger, progress
 from texturebias.utils.seed import stable_hash
 
@@ -197,6 +197,8 @@ def train_decoder(
         raise DataError(f"{style_dir}: no style images")
     if crop_size > image_size:
         raise DataError(f"crop size {crop_size} is larger than the image size {image_size}")
+    # A custom model's frozen encoder decides the losses as much as VGG weights do: record its weights' digest.
+    custom_encoder = module_digest(model.encoder) if model is not None else None
     if model is None:
         torch.manual_seed(seed)
         full = vgg_normalised("max")
@@ -213,6 +215,7 @@ def train_decoder(
         "lr": lr, "lr_decay": lr_decay, "content_weight": content_weight, "style_weight": style_weight,
         "batch_size": batch_size, "image_size": image_size, "crop_size": crop_size, "seed": seed,
         "precision": precision, "vgg": file_identity(vgg) if vgg is not None else None,
+        "encoder_sha256": custom_encoder,
         "content": folder_identity(content_dir, contents), "style": folder_identity(style_dir, styles),
     }  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
