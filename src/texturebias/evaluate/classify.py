@@ -15,7 +15,7 @@ from texturebias.data.labels import imagenet_categories
 from texturebias.errors import DataError
 from texturebias.models import get_model_entry, load_model
 from texturebias.models.preprocessing import ResizeMode
-from texturebias.utils.device import resolve_device
+from texturebias.utils.device import inference_forward, resolve_device
 from texturebias.utils.progress import progress
 
 
@@ -99,7 +99,7 @@ def classify_images(
         if not images:
             continue
         x = torch.stack(images).to(dev)
-        probs = model(x).float().softmax(dim=-1)
+        probs = inference_forward(model, x).float().softmax(dim=-1)
         if names is None:
             names = label_names(model_name, probs.shape[-1])
         k = min(top_k, probs.shape[-1])

@@ -61,7 +61,7 @@ from texturebias.evaluate.trials import (
     write_trials,
 )
 from texturebias.models import Preprocessing, load_model, resolve_preprocessing
-from texturebias.utils.device import autocast, resolve_device
+from texturebias.utils.device import autocast, inference_forward, resolve_device
 from texturebias.utils.io import file_identity, finite_or_none, json_safe, prepare_output_dir, write_json
 from texturebias.utils.progress import get_logger, progress
 
@@ -225,7 +225,7 @@ def classify_stimuli(
             continue
         x = torch.stack(images).to(dev, memory_format=torch.channels_last)
         with autocast(dev, precision):  # type: ignore[arg-type]
-            logits = model(x)
+            logits = inference_forward(model, x)
         if resolved is None:
             resolved = resolve_mapping(mapping, int(logits.shape[-1]))  # type: ignore[arg-type]
         decisions += logits_to_decisions(logits.float(), resolved, aggregation)[0]

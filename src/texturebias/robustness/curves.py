@@ -46,7 +46,7 @@ from texturebias.robustness.benchmark import accuracy_by_condition, human_trials
 from texturebias.robustness.distortions import get_distortion
 from texturebias.robustness.figures import plot_accuracy_curves
 from texturebias.robustness.manipulations import to_uint8
-from texturebias.utils.device import autocast, resolve_device
+from texturebias.utils.device import autocast, inference_forward, resolve_device
 from texturebias.utils.io import atomic_open, prepare_output_dir
 from texturebias.utils.progress import get_logger, progress
 from texturebias.utils.seed import rng_for
@@ -179,7 +179,7 @@ def robustness_trials(
             if not batch:
                 continue
             with autocast(dev, precision):  # type: ignore[arg-type]
-                logits = net(torch.stack(batch).to(dev)).float()
+                logits = inference_forward(net, torch.stack(batch).to(dev)).float()
             if kind == "16":
                 if resolved is None:
                     resolved = resolve_mapping(mapping, int(logits.shape[-1]))

@@ -31,7 +31,14 @@ from texturebias.data.images import find_images, load_image
 from texturebias.data.job_records import check_job_settings
 from texturebias.errors import DataError, ImageReadError, TextureBiasError
 from texturebias.stylize.adain import AdaIN, StyleStats, mean_std, preserve_color
-from texturebias.utils.device import Precision, resolve_device, resolve_precision
+from texturebias.utils.device import (
+    Precision,
+    cpu_micro_batch,
+    forward_in_chunks,
+    resolve_device,
+    resolve_precision,
+    run_batch_of_two,
+)
 from texturebias.utils.distributed import DistInfo, dist_info, init_distributed
 from texturebias.utils.io import folder_identity, module_digest, write_csv
 from texturebias.utils.progress import get_logger, progress
@@ -39,7 +46,6 @@ from texturebias.utils.progress import get_logger, progress
 STYLES_NAME = "styles.csv"
 SETTINGS_NAME = "stylize.json"
 MAX_STYLE_DRAWS = 10  # redraws when a chosen style cannot be decoded
-CPU_ACTIVATION_BUDGET = 32 * 2**20  # bytes of full-resolution activations per network call on a CPU (_chunked)
 
 
 @dataclass(frozen=True)
@@ -161,31 +167,6 @@ class _ItemLoader:
         return {"content": content, "styles": styles}
 
 
-def _pad_single(fn: Any, x: torch.Tensor) -> torch.Tensor:
-    """``fn(x)``, running a batch of one as a batch of two.
-
-    oneDNN picks a different convolution algorithm for batch size 1 than for larger batches (measured:
-    ~2e-5 apart, enough to flip a few uint8 pixels), while batches of 2, 3, 4 … give bit-identical
-    per-sample results. Never running a batch of one keeps outputs byte-identical whatever the batch size
-    and however a resumed run regroups the remaining images.
-    """
-    if x.shape[0] != 1:
-        return fn(x)
-    return fn(torch.cat([x, x]))[:1]
-
-
-def _chunked(fn: Any, x: torch.Tensor, size: int) -> torch.Tensor:
-    """``fn(x)`` computed ``size`` images at a time (0: all at once); per-image results are unchanged.
-
-    On a CPU, VGG activations of a batch of 8 at 224² (~100 MB at relu1_1) fall out of the caches: measured on a
-    2-core AVX2 EPYC, encoder + decoder cost 556 ms per image at batch 8 and 427 ms at batch 2 (fp32, same
-    bits; docs/performance.md). The loader and the writer still work in whole batches.
-    """
-    if size <= 0 or x.shape[0] <= size:
-        return _pad_single(fn, x)
-    return torch.cat([_pad_single(fn, x[i : i + size]) for i in range(0, x.shape[0], size)])
-
-
 @dataclass
 class _Stylizer:
     """The per-batch callback: cached style statistics, batched AdaIN, uint8 outputs."""
@@ -198,14 +179,12 @@ class _Stylizer:
     cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     style_batch: int = 32
     cached_flags: torch.Tensor | None = None
-    micro_batch: int | None = 0  # images per network call (0: the whole batch; None: by activation size)
+    micro_batch: int | None = 0  # images per network call (0: the whole batch; None: cpu_micro_batch)
 
     def _micro(self, x: torch.Tensor) -> int:
         if self.micro_batch is not None:
             return self.micro_batch
-        # ~64 float32 channels at full resolution (VGG's relu1_1) per image: keep a call's within ~32 MB.
-        per_image = 64 * x.shape[-2] * x.shape[-1] * 4
-        return max(2, CPU_ACTIVATION_BUDGET // per_image)
+        return cpu_micro_batch(x.shape[-2], x.shape[-1])
 
     def _stats(self, pairs: list[tuple[int, torch.Tensor | None]]) -> StyleStats:
         missing: dict[int, torch.Tensor] = {}
@@ -220,7 +199,9 @@ class _Stylizer:
             for idx in chunk:
                 by_shape.setdefault(tuple(missing[idx].shape), []).append(idx)
             for idxs in by_shape.values():
-                stats = StyleStats(*mean_std(_pad_single(self.model.encode, torch.stack([missing[j] for j in idxs]))))
+                stats = StyleStats(
+                    *mean_std(run_batch_of_two(self.model.encode, torch.stack([missing[j] for j in idxs])))
+                )
                 for j, idx in enumerate(idxs):
                     self.cache[idx] = (stats.mean[j : j + 1], stats.std[j : j + 1])
                     if self.cached_flags is not None:
@@ -237,18 +218,20 @@ class _Stylizer:
             by_shape.setdefault(tuple(data["content"].shape), []).append(i)
         for idxs in by_shape.values():
             content = torch.stack([loaded[i]["content"] for i in idxs])
-            content_feat = _chunked(self.model.encode, content, self._micro(content))
+            content_feat = forward_in_chunks(self.model.encode, content, self._micro(content))
             outs = []
             for k in range(self.styles_per_image):
                 pairs = [loaded[i]["styles"][k][:2] for i in idxs]
                 if self.preserve_color:
                     styles = torch.stack([p[1] for p in pairs]).to(self.model.device).float() / 255
                     styles = preserve_color(styles, content.to(self.model.device).float() / 255)
-                    stats = StyleStats(*mean_std(_pad_single(self.model.encode, styles)))  # unclamped, as reference
+                    stats = StyleStats(
+                        *mean_std(run_batch_of_two(self.model.encode, styles))
+                    )  # unclamped, as reference
                 else:
                     stats = self._stats(pairs)
                 t = self.model.stylize_features(content_feat, stats, self.alpha)
-                out = _chunked(self.model.decode, t, self._micro(content))
+                out = forward_in_chunks(self.model.decode, t, self._micro(content))
                 # torchvision save_image rounding, done here on the whole batch (cheap) rather than per image.
                 outs.append(out.clamp(0, 1).mul(255).add(0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
             for j, i in enumerate(idxs):

@@ -32,7 +32,7 @@ from texturebias.models import load_model
 from texturebias.models.preprocessing import Preprocessing
 from texturebias.models.weights import training_checkpoint_info
 from texturebias.train.data import ImageDataset, LabeledBatches, collate_labeled, index_training_folders
-from texturebias.utils.device import Precision, autocast, resolve_device, strict_fp32
+from texturebias.utils.device import Precision, autocast, inference_forward, resolve_device, strict_fp32
 from texturebias.utils.io import prepare_output_dir, write_csv, write_json
 from texturebias.utils.progress import progress
 
@@ -151,7 +151,7 @@ def score_batches(
                     images = images.contiguous(memory_format=torch.channels_last)
                 labels = labels.to(device, non_blocking=True)
                 with autocast(device, precision):
-                    logits = model(images)
+                    logits = inference_forward(model, images)
                 logits = logits.float()
                 if lmap is None:
                     acc.update(logits, labels)
