@@ -12,7 +12,8 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -43,6 +44,31 @@ from texturebias.models.weights import (
 )
 
 
+@dataclass(frozen=True)
+class _OptionalZoo:
+    """A model family behind an optional dependency, named ``<prefix><model>`` and registered on first use."""
+
+    prefix: str
+    package: str  # also what a list_models pattern must mention to list its (slow to import) names
+    extra: str  # pip extra of texturebias that installs it
+    entry: Callable[[str], ModelEntry | None]
+    available: Callable[[], bool]
+    names: Callable[[], list[str]]
+
+
+# Looked up at call time (not bound here), so that the zoo modules stay the single source, patchable in tests.
+_OPTIONAL_ZOOS: tuple[_OptionalZoo, ...] = (
+    _OptionalZoo(
+        clip_zoo.PREFIX, "open_clip", "clip",
+        lambda n: clip_zoo.clip_entry(n), lambda: clip_zoo.open_clip_available(), lambda: clip_zoo.clip_names(),
+    ),
+    _OptionalZoo(
+        timm_zoo.PREFIX, "timm", "timm",
+        lambda n: timm_zoo.timm_entry(n), lambda: timm_zoo.timm_available(), lambda: timm_zoo.timm_names(),
+    ),
+)  # fmt: skip
+
+
 def list_models(pattern: str | None = None) -> list[str]:
     """Registered model names, sorted, optionally filtered by a shell-style ``pattern`` (``bagnet*``).
 
@@ -51,10 +77,9 @@ def list_models(pattern: str | None = None) -> list[str]:
     when it mentions "open_clip" (importing either takes seconds).
     """
     names = sorted(registered_entries())
-    if pattern and "timm" in pattern.lower():
-        names = sorted(set(names) | set(timm_zoo.timm_names()))
-    if pattern and "open_clip" in pattern.lower():
-        names = sorted(set(names) | set(clip_zoo.clip_names()))
+    for zoo in _OPTIONAL_ZOOS:
+        if pattern and zoo.package in pattern.lower():
+            names = sorted(set(names) | set(zoo.names()))
     if pattern:
         pat = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
         names = [n for n in names if fnmatch.fnmatchcase(n.lower(), pat.lower())]
@@ -70,22 +95,16 @@ def get_model_entry(name: str) -> ModelEntry:
     entries = registered_entries()
     if name in entries:
         return entries[name]
-    if name.startswith(clip_zoo.PREFIX):
-        entry = clip_zoo.clip_entry(name)
+    zoo = next((z for z in _OPTIONAL_ZOOS if name.startswith(z.prefix)), None)
+    if zoo is not None:
+        entry = zoo.entry(name)
         if entry is not None:
             add_model(entry)
             return entry
-        if not clip_zoo.open_clip_available():
+        if not zoo.available():
             raise UnknownModelError(
-                f"{name!r} needs the optional dependency open_clip (pip install 'texturebias[clip]')"
+                f"{name!r} needs the optional dependency {zoo.package} (pip install 'texturebias[{zoo.extra}]')"
             )
-    elif name.startswith(timm_zoo.PREFIX):
-        entry = timm_zoo.timm_entry(name)
-        if entry is not None:
-            add_model(entry)
-            return entry
-        if not timm_zoo.timm_available():
-            raise UnknownModelError(f"{name!r} needs the optional dependency timm (pip install 'texturebias[timm]')")
     elif user_code.is_user_spec(name):
         entry = user_code.user_entry(name)
         add_model(entry)
