@@ -3,8 +3,9 @@
 On the real cue-conflict stimuli (``$TEXTUREBIAS_DATA`` or ``--stimuli``), in one process, interleaved rounds
 (medians, so a busy machine slows every variant alike):
 
-- **forward alone**: the stimuli decoded and transformed beforehand, then only the batched forward pass
-  (channels_last, inference mode) — the ceiling;
+- **forward alone**: each batch decoded and transformed untimed, then only the forward pass in the same network
+  calls as the measuring path (``inference_forward``: cache-sized calls on a CPU; channels_last, inference
+  mode) — the ceiling;
 - **sequential**: ``classify_stimuli(..., loader_threads=0)``, decoding in the loop (the previous behaviour);
 - **prefetch**: ``classify_stimuli(...)`` with its default loader threads.
 
@@ -31,6 +32,7 @@ from texturebias.data.images import load_image  # noqa: E402
 from texturebias.evaluate.cue_conflict import classify_stimuli, stimulus_table  # noqa: E402
 from texturebias.evaluate.mapping import logits_to_decisions, resolve_mapping  # noqa: E402
 from texturebias.models import load_model  # noqa: E402
+from texturebias.utils.device import inference_forward  # noqa: E402
 
 
 def main() -> None:
@@ -62,7 +64,7 @@ def main() -> None:
                 paths = table["path"].iloc[start : start + args.batch_size]
                 x = torch.stack([transform(load_image(p)) for p in paths]).contiguous(memory_format=torch.channels_last)
                 t0 = time.perf_counter()
-                logits = model(x)
+                logits = inference_forward(model, x)  # the same network calls as the measuring path
                 mapping = mapping or resolve_mapping(None, int(logits.shape[-1]))
                 decisions += logits_to_decisions(logits.float(), mapping, "mean")[0]
                 elapsed += time.perf_counter() - t0

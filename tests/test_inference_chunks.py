@@ -1,4 +1,4 @@
-"""Inference on a CPU in cache-sized calls: the chunk sizes and bit-identical outputs."""
+"""Inference on a CPU in cache-sized calls: the chunk sizes, the calls made, and unchanged outputs."""
 
 from __future__ import annotations
 

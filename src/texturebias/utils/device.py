@@ -139,8 +139,9 @@ def inference_forward(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
     """A model's outputs for an inference batch: on a CPU in cache-sized calls (:func:`cpu_micro_batch`).
 
     The measuring commands (shape-bias, benchmark, robustness, evaluate, classify) decode and batch as before;
-    only the network calls are split. Per-sample outputs are bit-identical to one call on the whole batch (eval
-    mode: no layer mixes samples). On a GPU the whole batch goes in one call.
+    only the network calls are split. In eval mode no layer mixes samples, but oneDNN may pick other kernels for
+    other call sizes, so logits can differ from one whole-batch call in the last bits (``benchmarks/call_size.py``
+    reports it per model); the 1,600 shape-bias decisions were identical. On a GPU the whole batch goes in one call.
     """
     if x.device.type != "cpu" or x.dim() != 4:
         return model(x)
