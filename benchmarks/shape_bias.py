@@ -1,4 +1,4 @@
-"""Shape-bias measuring path vs the model's forward alone: decoding overlapped (prefetch threads) or not.
+"""Shape-bias measuring path vs the model's forward alone: how the decoding is scheduled around the forward pass.
 
 On the real cue-conflict stimuli (``$TEXTUREBIAS_DATA`` or ``--stimuli``), in one process, interleaved rounds
 (medians, so a busy machine slows every variant alike):
@@ -6,12 +6,19 @@ On the real cue-conflict stimuli (``$TEXTUREBIAS_DATA`` or ``--stimuli``), in on
 - **forward alone**: each batch decoded and transformed untimed, then only the forward pass in the same network
   calls as the measuring path (``inference_forward``: cache-sized calls on a CPU; channels_last, inference
   mode) — the ceiling;
-- **sequential**: ``classify_stimuli(..., loader_threads=0)``, decoding in the loop (the previous behaviour);
-- **prefetch**: ``classify_stimuli(...)`` with its default loader threads.
+- **sequential**: ``classify_stimuli(..., loader_threads=0)``, decoding in the loop, one thread;
+- **default**: ``classify_stimuli(...)``: overlapping loader threads where torch leaves cores free, otherwise each
+  batch decoded by all cores between forward passes (``texturebias.data.loader``);
+- **overlap 2**: two loader threads decoding ahead, beside the forward pass, whatever the cores.
 
-Checks that both give identical decisions, and prints seconds and the ratios to the forward alone.
+Checks that all give identical decisions, and prints seconds and the ratios to the forward alone.
 
-Usage: ``TEXTUREBIAS_DATA=../shared/data .venv/bin/python benchmarks/shape_bias.py [--rounds 2] [--limit N]``
+``--whole-command`` times what a user waits for instead: ``texturebias shape-bias --model M`` in a fresh process
+(start-up, the three stimulus sets, bootstrap, human consistency, figures), against the forward alone over the
+same 1,600 stimuli, in interleaved rounds.
+
+Usage: ``TEXTUREBIAS_DATA=../shared/data .venv/bin/python benchmarks/shape_bias.py [--rounds 2] [--limit N]
+[--whole-command]``
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import torch
@@ -29,7 +39,7 @@ from _machine import print_machine  # noqa: E402  (benchmarks/ is on sys.path)
 
 from texturebias.data.datasets import dataset_dir  # noqa: E402
 from texturebias.data.images import load_image  # noqa: E402
-from texturebias.evaluate.cue_conflict import classify_stimuli, stimulus_table  # noqa: E402
+from texturebias.evaluate.cue_conflict import STIMULUS_SETS, _set_folder, classify_stimuli, stimulus_table  # noqa: E402
 from texturebias.evaluate.mapping import logits_to_decisions, resolve_mapping  # noqa: E402
 from texturebias.models import load_model  # noqa: E402
 from texturebias.utils.device import inference_forward  # noqa: E402
@@ -42,7 +52,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--limit", type=int, help="only the first N stimuli")
+    parser.add_argument("--whole-command", action="store_true", help="time the shape-bias command end to end")
     args = parser.parse_args()
+    if args.whole_command:
+        whole_command(args)
+        return
     folder = dataset_dir("cue-conflict", args.stimuli, download=False)
     table = stimulus_table(folder, cue_conflict=True)
     if args.limit:
@@ -78,14 +92,15 @@ def main() -> None:
         timings[name].append(time.perf_counter() - t0)
         return list(trials["object_response"])
 
-    timings: dict[str, list[float]] = {"forward alone": [], "sequential": [], "prefetch": []}
+    timings: dict[str, list[float]] = {"forward alone": [], "sequential": [], "default": [], "overlap 2": []}
     with torch.inference_mode():  # warm-up: oneDNN primitive creation for both batch shapes
         for size in {args.batch_size, n % args.batch_size or args.batch_size}:
             model(torch.zeros(size, 3, 224, 224).contiguous(memory_format=torch.channels_last))
     reference = None
     for r in range(args.rounds):
         for name, fn in (("forward alone", forward_alone), ("sequential", lambda: run("sequential", 0)),
-                         ("prefetch", lambda: run("prefetch", None))):  # fmt: skip
+                         ("default", lambda: run("default", None)),
+                         ("overlap 2", lambda: run("overlap 2", 2))):  # fmt: skip
             decisions = fn()
             reference = reference or decisions
             assert decisions == reference, f"{name}: decisions differ"
@@ -96,7 +111,55 @@ def main() -> None:
           f"median of {args.rounds} interleaved rounds; decisions identical in every run")  # fmt: skip
     for name, seconds in med.items():
         print(f"  {name:<14} {seconds:7.1f} s   {seconds / med['forward alone']:.2f}x forward alone")
-    print(f"prefetch / sequential: {med['prefetch'] / med['sequential']:.2f}")
+    print(f"default / sequential: {med['default'] / med['sequential']:.2f}")
+
+
+def whole_command(args: argparse.Namespace) -> None:
+    """``texturebias shape-bias`` wall time (fresh process, fresh output) vs the forward alone on its stimuli."""
+    tables = []
+    for set_name in STIMULUS_SETS:
+        folder = _set_folder(set_name, args.stimuli, download=False)
+        if folder is not None:
+            tables.append(stimulus_table(folder, cue_conflict=set_name == "cue-conflict"))
+    paths = [p for t in tables for p in t["path"]]
+    model, pre = load_model(args.model)
+    model = model.eval().to(memory_format=torch.channels_last)
+    transform = pre.eval_transform("auto")
+    timings: dict[str, list[float]] = {"forward alone": [], "shape-bias command": []}
+
+    def forward_alone() -> None:
+        elapsed = 0.0
+        with torch.inference_mode():
+            for start in range(0, len(paths), args.batch_size):
+                batch = paths[start : start + args.batch_size]
+                x = torch.stack([transform(load_image(p)) for p in batch]).contiguous(memory_format=torch.channels_last)
+                t0 = time.perf_counter()
+                inference_forward(model, x)
+                elapsed += time.perf_counter() - t0
+        timings["forward alone"].append(elapsed)
+
+    def command() -> None:
+        with tempfile.TemporaryDirectory() as out:
+            cmd = [sys.executable, "-m", "texturebias", "shape-bias", "--model", args.model, "--out", out,
+                   "--batch-size", str(args.batch_size)]  # fmt: skip
+            if args.stimuli:
+                cmd += ["--stimuli", args.stimuli]
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            timings["shape-bias command"].append(time.perf_counter() - t0)
+
+    with torch.inference_mode():
+        model(torch.zeros(2, 3, 224, 224).contiguous(memory_format=torch.channels_last))
+    for r in range(args.rounds):
+        for name, fn in (("forward alone", forward_alone), ("shape-bias command", command)):
+            fn()
+            print(f"round {r + 1} {name:<18} {timings[name][-1]:7.1f} s", flush=True)
+    med = {k: statistics.median(v) for k, v in timings.items()}
+    print_machine()
+    print(f"{args.model}, {len(paths)} stimuli ({len(tables)} sets), batch {args.batch_size}, "
+          f"torch threads {torch.get_num_threads()}, median of {args.rounds} interleaved rounds")  # fmt: skip
+    for name, seconds in med.items():
+        print(f"  {name:<18} {seconds:7.1f} s   {seconds / med['forward alone']:.2f}x forward alone")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from texturebias.data.loader import prefetch_batches
+from texturebias.data import loader
+from texturebias.data.loader import default_loader_threads, prefetch_batches
 
 
 @pytest.mark.parametrize("threads", [0, 1, 3, None])
@@ -60,6 +62,54 @@ def test_loads_run_ahead_in_other_threads_and_stop_on_close() -> None:
     it.close()
     assert all(name.startswith("texturebias-loader") for name in threads)
     assert len(seen) <= 2 * 4  # the yielded batch, the lookahead and the one submitted after it; nothing more
+
+
+@pytest.mark.parametrize(("cores", "torch_threads", "want"), [(2, 2, 0), (2, 1, 1), (16, 8, 4), (8, 6, 2), (4, 8, 0)])
+def test_overlap_threads_are_the_cores_torch_leaves_free(
+    monkeypatch: pytest.MonkeyPatch, cores: int, torch_threads: int, want: int
+) -> None:
+    monkeypatch.setattr(loader.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: torch_threads)
+    assert default_loader_threads() == want
+
+
+def test_without_spare_cores_batches_load_in_parallel_but_never_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No spare core (torch uses them all): a batch is loaded by several threads, only once the caller asks."""
+    monkeypatch.setattr(loader.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    consumed = 0
+    started: list[tuple[int, int]] = []  # (item, batches consumed when its load started)
+    names: set[str] = set()
+
+    def load(i: int) -> int:
+        started.append((i, consumed))
+        names.add(threading.current_thread().name)
+        time.sleep(0.002)
+        return -i
+
+    batches = []
+    for batch in prefetch_batches(list(range(9)), load, batch_size=4):
+        batches.append(batch)
+        time.sleep(0.01)  # the caller's forward pass: nothing may be loading meanwhile
+        consumed += 1
+    assert batches == [[0, -1, -2, -3], [-4, -5, -6, -7], [-8]]
+    assert all(done == i // 4 for i, done in started)
+    assert names and all(name.startswith("texturebias-loader") for name in names)
+
+
+def test_without_spare_cores_an_error_comes_at_its_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loader.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+
+    def load(i: int) -> int:
+        if i in (4, 5):
+            raise OSError(f"broken image {i}")
+        return i
+
+    it = prefetch_batches(list(range(8)), load, batch_size=3)
+    assert next(it) == [0, 1, 2]
+    with pytest.raises(OSError, match="broken image 4"):
+        next(it)
 
 
 WORKERS_SCRIPT = """

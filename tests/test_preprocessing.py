@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
+import torch
 
 from texturebias.cli.common import add_preprocessing_arguments, preprocessing_overrides
 from texturebias.errors import TextureBiasError
@@ -53,3 +54,31 @@ def test_load_model_applies_overrides() -> None:
     assert (pre.input_size, pre.resize_size) == (32, 36)
     with pytest.raises(TextureBiasError, match="invalid preprocessing override"):
         resolve_preprocessing("demo_cnn", overrides={"crop_pct": 2})
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_tensor_conversion_is_torchvisions_bit_for_bit(mode: str) -> None:
+    import numpy as np
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as F
+
+    from texturebias.models.preprocessing import to_float_tensor
+
+    rng = np.random.default_rng(0)
+    shape = (37, 53, 3) if mode == "RGB" else (37, 53)
+    img = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode)
+    want = F.to_dtype(F.to_image(img), torch.float32, scale=True)
+    got = to_float_tensor(img)
+    assert got.shape == want.shape and torch.equal(got, want.as_subclass(torch.Tensor))
+
+
+def test_eval_transform_matches_torchvisions_pipeline() -> None:
+    import numpy as np
+    from PIL import Image
+    from torchvision.transforms import v2 as T
+
+    pre = Preprocessing(interpolation="bicubic")
+    img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 260, 3), dtype=np.uint8))
+    reference = T.Compose([T.Resize(256, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(224), T.ToImage(),
+                           T.ToDtype(torch.float32, scale=True), T.Normalize(pre.mean, pre.std)])  # fmt: skip
+    assert torch.equal(pre.eval_transform("always")(img), reference(img).as_subclass(torch.Tensor))

@@ -121,3 +121,25 @@ def test_every_family_builds_runs_forward_and_backward(name: str, size: int) -> 
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads if g is not None)
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
     assert get_model_entry(name).family  # every registered model names its family
+
+
+LAZY_SCRIPT = """
+import sys
+import numpy as np
+from PIL import Image
+import texturebias.evaluate.cue_conflict
+from texturebias.models import get_model_entry, get_weights, load_model
+model, pre = load_model("efficientnet_lite0")
+pre.eval_transform("auto")(Image.fromarray(np.zeros((224, 224, 3), np.uint8)))
+print("torchvision" in sys.modules)
+print(get_weights("resnet50.tv_imagenet1k_v2").filename, get_model_entry("resnet50").family)
+"""
+
+
+def test_torchvision_is_imported_only_when_a_torchvision_model_is_asked_for() -> None:
+    """Measuring with EfficientNet-Lite on 224² stimuli never imports torchvision (1-2 s); its models still resolve."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", LAZY_SCRIPT], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "resnet50-11ad3fa6.pth", "torchvision"]

@@ -1,10 +1,16 @@
 """Batches of loaded inputs, prepared in background threads while the model runs on the previous batch.
 
 Measuring commands (``shape-bias``, ``benchmark``, ``robustness``) decode PNG/JPEG stimuli and run a forward
-pass; done one after the other, the decoding adds ~60 % to the forward time on a 2-core CPU. Decoding
-(PIL) and NumPy/torch preprocessing release the GIL, so a few threads overlap it with the forward pass
+pass. Decoding (PIL) and NumPy/torch preprocessing release the GIL, so threads can prepare the next batches
 without the start-up cost and pickling of DataLoader worker processes. Results come back in input order and
 each item is prepared by the same function as before, so every decision is the same bit for bit.
+
+Overlap only pays where cores are spare. When torch's threads already occupy every core (2 torch threads on a
+2-core CPU), a loader thread running beside the forward pass preempts one of oneDNN's threads, and the others
+wait for it at every barrier: on a 2-core AVX2 EPYC the 1,280 cue-conflict stimuli took 38.7 s with two
+overlapping loader threads, 27.8 s decoding in the loop, against 23.4 s for the forward alone
+(``benchmarks/shape_bias.py``). Without spare cores each batch is therefore decoded by all cores at once, just
+before the forward pass that needs it.
 """
 
 from __future__ import annotations
@@ -23,8 +29,36 @@ Loaded = TypeVar("Loaded")
 
 
 def default_loader_threads() -> int:
-    """Threads for :func:`prefetch_batches`: the CPU count, at most 4 (decoding 224² stimuli saturates there)."""
-    return max(1, min(4, os.cpu_count() or 1))
+    """Overlapping loader threads for :func:`prefetch_batches`: the cores torch's threads leave free, at most 4.
+
+    0 when torch uses every core (then batches are decoded in parallel between forward passes instead).
+    Decoding 224² stimuli saturates at about 4 threads.
+    """
+    import torch  # the loader itself does not need torch; only the count of its compute threads
+
+    spare = (os.cpu_count() or 1) - torch.get_num_threads()
+    return max(0, min(4, spare))
+
+
+def _torch_single_threaded() -> None:
+    """Loader-thread initializer: torch ops in this thread (ToTensor, Normalize) run without an OpenMP team.
+
+    Each Python thread that calls a parallel torch op gets its own OpenMP team of ``torch.get_num_threads()``
+    threads; two loader threads then keep six threads busy on two cores. The setting is per thread: the
+    forward pass in the calling thread keeps its threads.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _parallel_between(items: Sequence[Item], load: Callable[[Item], Loaded], starts: range, batch_size: int,
+                      threads: int) -> Iterator[list[Loaded]]:  # fmt: skip
+    """Each batch loaded by ``threads`` threads when it is needed, never while the caller computes."""
+    with ThreadPoolExecutor(threads, "texturebias-loader", initializer=_torch_single_threaded) as pool:
+        for start in starts:
+            # map() re-raises the first exception in input order, as the plain loop would.
+            yield list(pool.map(load, items[start : start + batch_size]))
 
 
 def prefetch_batches(
@@ -46,8 +80,9 @@ def prefetch_batches(
         items: What to load (paths, jobs).
         load: Loads one item; must be thread-safe (``load_image`` + transforms are).
         batch_size: Items per batch (the last batch may be smaller).
-        threads: Loader threads; ``None`` = :func:`default_loader_threads`, ``0`` = load in the calling
-            thread when the batch is needed (no overlap; the behaviour of a plain loop).
+        threads: Overlapping loader threads; ``None`` = :func:`default_loader_threads`, and where that is 0
+            (no spare core) each batch is loaded by one thread per core when it is needed; ``0`` = load in the
+            calling thread when the batch is needed (no overlap; the behaviour of a plain loop).
         lookahead: Batches loaded ahead of the one being consumed.
 
     Raises:
@@ -59,11 +94,14 @@ def prefetch_batches(
         raise ValueError(f"lookahead must be >= 1, got {lookahead}")
     starts = range(0, len(items), batch_size)
     n_threads = default_loader_threads() if threads is None else threads
+    if threads is None and n_threads == 0 and (os.cpu_count() or 1) > 1 and len(items) > 1:
+        yield from _parallel_between(items, load, starts, batch_size, os.cpu_count() or 1)
+        return
     if n_threads <= 0:
         for start in starts:
             yield [load(item) for item in items[start : start + batch_size]]
         return
-    pool = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="texturebias-loader")
+    pool = ThreadPoolExecutor(n_threads, "texturebias-loader", initializer=_torch_single_threaded)
     pending: deque[list[Future[Loaded]]] = deque()
     upcoming = iter(starts)
     try:

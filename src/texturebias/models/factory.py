@@ -76,6 +76,7 @@ def list_models(pattern: str | None = None) -> list[str]:
     only when the pattern mentions "timm", open_clip's pretrained weights (``open_clip/<arch>:<tag>``) only
     when it mentions "open_clip" (importing either takes seconds).
     """
+    torchvision_zoo.register_torchvision_models()
     names = sorted(registered_entries())
     for zoo in _OPTIONAL_ZOOS:
         if pattern and zoo.package in pattern.lower():
@@ -93,6 +94,9 @@ def get_model_entry(name: str) -> ModelEntry:
         UnknownModelError: not registered; the message suggests close names.
     """
     entries = registered_entries()
+    if name in entries:
+        return entries[name]
+    torchvision_zoo.register_torchvision_models()  # on first need: see models.torchvision_zoo
     if name in entries:
         return entries[name]
     zoo = next((z for z in _OPTIONAL_ZOOS if name.startswith(z.prefix)), None)
@@ -256,6 +260,7 @@ def load_model(
 
 def list_weights() -> list[WeightRecord]:
     """All registered weight records, sorted by name."""
+    torchvision_zoo.register_torchvision_models()
     table = registered_weights()
     return [table[k] for k in sorted(table)]
 
@@ -266,6 +271,8 @@ def get_weights(name: str) -> WeightRecord:
     Raises:
         CheckpointError: no such record.
     """
+    if name not in registered_weights():
+        torchvision_zoo.register_torchvision_models()
     table = registered_weights()
     try:
         return table[name]

@@ -4,7 +4,9 @@ A :class:`Preprocessing` record sits on every weight record (``models.factory.re
 finds it for a model name), and :meth:`Preprocessing.eval_transform` builds the matching PIL → tensor
 transform. ``resize="auto"`` leaves images that already have the model's input size untouched — the
 cue-conflict protocol feeds the 224×224 stimuli without resizing or cropping (REFERENCE §3). This module
-is a leaf: it imports nothing from the registry.
+is a leaf: it imports nothing from the registry. torchvision is imported only where a transform needs it
+(resizing, training augmentation): importing it costs 1-2 s (it pulls in ``torch._dynamo``), more than the
+decoding of all 1,600 shape-bias stimuli, which need no resize.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms import v2 as T
-from torchvision.transforms.v2 import functional as F
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2 as T
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -27,12 +31,24 @@ ResizeMode = Literal["always", "never", "auto"]
 OVERRIDE_KEYS: tuple[str, ...] = ("mean", "std", "input_size", "resize_size", "crop_pct", "interpolation")
 """Keys a preprocessing override mapping may hold (see :meth:`Preprocessing.with_overrides`)."""
 
-_INTERPOLATIONS = {
-    "bilinear": T.InterpolationMode.BILINEAR,
-    "bicubic": T.InterpolationMode.BICUBIC,
-    "nearest": T.InterpolationMode.NEAREST,
-    "lanczos": T.InterpolationMode.LANCZOS,
-}
+INTERPOLATIONS: tuple[str, ...] = ("bilinear", "bicubic", "nearest", "lanczos")
+
+
+def _interpolation(name: str) -> T.InterpolationMode:
+    from torchvision.transforms import v2 as T
+
+    return T.InterpolationMode(name)
+
+
+def to_float_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL image → float32 C×H×W tensor in [0, 1], bit for bit torchvision's ``to_dtype(to_image(img), scale=True)``.
+
+    The same operations (uint8 → float32, then ``mul_(1 / 255)``) without importing torchvision.
+    """
+    x = torch.from_numpy(np.atleast_3d(np.array(img, copy=True))).permute(2, 0, 1)
+    if x.dtype != torch.uint8:
+        raise TypeError(f"expected an 8-bit image, got mode {img.mode!r}")
+    return x.to(torch.float32).mul_(1.0 / 255)
 
 
 @dataclass(frozen=True)
@@ -54,7 +70,7 @@ class Preprocessing:
     interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
-        if self.interpolation not in _INTERPOLATIONS:
+        if self.interpolation not in INTERPOLATIONS:
             raise ValueError(f"unknown interpolation {self.interpolation!r}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError("mean and std need three entries, std > 0")
@@ -158,8 +174,10 @@ class Preprocessing:
 
     def train_transform(self, *, scale: tuple[float, float] = (0.08, 1.0), hflip: bool = True) -> T.Compose:
         """RandomResizedCrop(input_size) + horizontal flip + tensor + normalise (ImageNet training)."""
+        from torchvision.transforms import v2 as T
+
         ops: list[object] = [
-            T.RandomResizedCrop(self.input_size, scale=scale, interpolation=_INTERPOLATIONS[self.interpolation])
+            T.RandomResizedCrop(self.input_size, scale=scale, interpolation=_interpolation(self.interpolation))
         ]
         if hflip:
             ops.append(T.RandomHorizontalFlip())
@@ -181,19 +199,23 @@ class EvalTransform:
             raise ValueError(f"resize must be 'always', 'never' or 'auto', not {resize!r}")
         self.preprocessing = preprocessing
         self.resize = resize
-        self._resize_crop = T.Compose(
-            [
-                T.Resize(preprocessing.resize_size, interpolation=_INTERPOLATIONS[preprocessing.interpolation]),
-                T.CenterCrop(preprocessing.input_size),
-            ]
-        )
+        self._resize_crop: T.Compose | None = None
+
+    def _resized(self, img: Image.Image) -> Image.Image:
+        if self._resize_crop is None:  # built on first use: images of the input size never import torchvision
+            from torchvision.transforms import v2 as T
+
+            p = self.preprocessing
+            self._resize_crop = T.Compose(
+                [T.Resize(p.resize_size, interpolation=_interpolation(p.interpolation)), T.CenterCrop(p.input_size)]
+            )
+        return self._resize_crop(img)  # type: ignore[no-any-return]
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
         n = self.preprocessing.input_size
         if self.resize == "always" or (self.resize == "auto" and img.size != (n, n)):
-            img = self._resize_crop(img)
-        x = F.to_dtype(F.to_image(img), torch.float32, scale=True)
-        return self.preprocessing.normalize(x)
+            img = self._resized(img)
+        return self.preprocessing.normalize(to_float_tensor(img))
 
     def __repr__(self) -> str:
         return f"EvalTransform({self.preprocessing}, resize={self.resize!r})"

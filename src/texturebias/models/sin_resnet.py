@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torchvision
 from torch import nn
 
 from texturebias.models.preprocessing import Preprocessing
@@ -62,6 +61,8 @@ SIN_IN_IN = _record(
 
 
 def _resnet50(**kwargs: Any) -> nn.Module:
+    import torchvision  # on use: importing it costs 1-2 s (models.torchvision_zoo)
+
     return torchvision.models.resnet50(weights=None, **kwargs)
 
 

@@ -2,6 +2,10 @@
 
 The weight records are derived from torchvision's own weight enums (its declared data): URL, the sha256
 prefix in the file name (torchvision checks the same prefix), preprocessing and published accuracy.
+
+They are registered on first need (:func:`register_torchvision_models`, called by ``models.factory`` when a name
+is not among the other families, or when models or weights are listed): importing torchvision takes 1-2 s, which
+commands running EfficientNet-Lite, a BagNet or a demo model do not pay.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ import functools
 import re
 from typing import Any
 
-import torchvision
 from torch import nn
 
 from texturebias.models.preprocessing import Preprocessing
@@ -21,11 +24,15 @@ _HASH_IN_NAME = re.compile(r"-([0-9a-f]{6,64})\.(?:pth|pt|bin)(?:\.tar)?$")
 
 
 def _build(name: str, **kwargs: Any) -> nn.Module:
+    import torchvision
+
     return torchvision.models.get_model(name, weights=None, **kwargs)
 
 
 def weight_record_from_torchvision(name: str) -> WeightRecord | None:
     """Translate torchvision's default weights of model ``name`` into a :class:`WeightRecord`."""
+    import torchvision
+
     try:
         enum = torchvision.models.get_model_weights(name)
     except (ValueError, KeyError):
@@ -64,8 +71,17 @@ def weight_record_from_torchvision(name: str) -> WeightRecord | None:
     )
 
 
+_registered = False
+
+
 def register_torchvision_models() -> None:
-    """Register all torchvision classification models (called once when ``texturebias.models`` is imported)."""
+    """Register all torchvision classification models, once (later calls do nothing)."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
+    import torchvision
+
     for name in torchvision.models.list_models(module=torchvision.models):
         add_model(
             ModelEntry(
@@ -76,6 +92,3 @@ def register_torchvision_models() -> None:
                 description=f"torchvision {name}",
             )
         )
-
-
-register_torchvision_models()
