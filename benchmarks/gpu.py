@@ -18,6 +18,9 @@ What it measures, each against a baseline run on the same device in the same pro
 - **BagNet heatmaps**: ``class_evidence`` maps/s (fp32, bf16).
 - **Training**: ResNet-50 images/s through the toolkit's ``Trainer`` vs a plain PyTorch loop with the same
   precision (AMP) and memory format (channels_last for bf16/fp16); batches already on the device.
+- **Detection training**: Faster R-CNN (ResNet-50 + FPN, REFERENCE §6) images/s of one epoch of
+  ``train_detector`` (fp32, and fp16 with ``amp``) vs torchvision's reference loop (``model(images, targets)``,
+  summed losses, SGD step) with the same data loader and precision, on generated VOC-layout scenes.
 - **Smoke runs**: ``torchrun --nproc_per_node 1 -m texturebias train`` and ``... stylize`` on tiny generated
   data, and a process group (NCCL on CUDA, gloo on CPU) with an all-reduce and one DDP step. ``texturebias``
   itself only creates a process group for more than one process, so the last row is what exercises NCCL.
@@ -41,7 +44,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -83,6 +86,10 @@ class Sizes:
     train_size: int
     train_batch: int
     train_steps: int
+    detect_backbone: str
+    detect_size: int
+    detect_images: int
+    detect_batch: int
     rounds: int
     warmup: bool = True
 
@@ -90,12 +97,14 @@ class Sizes:
 FULL = Sizes(
     image=224, stylize_batches=(8, 32, 128), stylize_images=512, reference_images=64, e2e_images=256, e2e_batch=32,
     e2e_check=8, heat_model="bagnet33", heat_size=224, heat_batches=(1, 8), train_model="resnet50", train_size=224,
-    train_batch=64, train_steps=10, rounds=3, warmup=True,
+    train_batch=64, train_steps=10, detect_backbone="resnet50", detect_size=512, detect_images=64, detect_batch=8,
+    rounds=3, warmup=True,
 )  # fmt: skip
 QUICK = Sizes(
     image=32, stylize_batches=(2,), stylize_images=4, reference_images=2, e2e_images=4, e2e_batch=2, e2e_check=2,
     heat_model="bagnet9", heat_size=16, heat_batches=(1,), train_model="resnet18", train_size=32, train_batch=2,
-    train_steps=1, rounds=1, warmup=False,
+    train_steps=1, detect_backbone="demo_cnn", detect_size=64, detect_images=4, detect_batch=2, rounds=1,
+    warmup=False,
 )  # fmt: skip
 
 
@@ -123,6 +132,8 @@ def row_names(sizes: Sizes) -> list[tuple[str, str]]:
              for p in ("fp32", "bf16") for b in sizes.heat_batches]  # fmt: skip
     rows += [("train", f"{sizes.train_model} {sizes.train_size}², {p}{'' if p == 'fp32' else ' + channels_last'}, "
               f"batch {sizes.train_batch}") for p in PRECISIONS]  # fmt: skip
+    rows += [("detect", f"Faster R-CNN {sizes.detect_backbone} {sizes.detect_size}², {p}, batch {sizes.detect_batch}")
+             for p in ("fp32", "fp16")]  # fmt: skip
     rows += [("smoke", "torchrun --nproc_per_node 1 -m texturebias train"),
              ("smoke", "torchrun --nproc_per_node 1 -m texturebias stylize"),
              ("smoke", "torchrun --nproc_per_node 1: process group + all_reduce + DDP step")]  # fmt: skip
@@ -501,6 +512,85 @@ def bench_train(report: Report, sizes: Sizes, device: torch.device) -> None:
             torch.cuda.empty_cache()
 
 
+# -- detection training ----------------------------------------------------------------------------------------
+
+
+def bench_detect(report: Report, sizes: Sizes, device: torch.device, tmp: Path) -> None:
+    import copy
+
+    from texturebias.detect.data import VocDetectionDataset, collate
+    from texturebias.detect.model import detection_model
+    from texturebias.detect.synthetic import write_synthetic_voc
+    from texturebias.detect.train import DetectTrainConfig, train_detector
+    from texturebias.detect.voc import load_voc
+
+    section = "detect"
+    s, b, backbone = sizes.detect_size, sizes.detect_batch, sizes.detect_backbone
+    voc = tmp / "voc"
+    write_synthetic_voc(voc, splits={"trainval": sizes.detect_images, "test": 2}, size=(s, s))
+    train_set = load_voc(voc, "2007-trainval")
+    n_classes = len(train_set.classes) + 1
+    anchors = (32, 64, 128, 256, 512) if backbone.startswith("resnet") else (16, 32, 64)
+    kw = {"min_size": s, "max_size": s, "anchor_sizes": anchors}
+    loader = torch.utils.data.DataLoader(VocDetectionDataset(train_set.images, train_set.classes), batch_size=b,
+                                         shuffle=False, collate_fn=collate)  # fmt: skip
+    torch.manual_seed(0)
+    cpu_model = detection_model(backbone, num_classes=n_classes, **kw).eval()
+    probe = torch.randn(1, 3, s, s, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = next(iter(cpu_model.backbone(probe).values()))
+    for precision in ("fp32", "fp16"):
+        row = report.row(section, f"Faster R-CNN {backbone} {s}², {precision}, batch {b}")
+        why = supported(device, precision)
+        if why is not None or report.time_left() < 0:
+            row.note = why or "not measured: time budget"
+            continue
+        amp = precision == "fp16"
+        model = copy.deepcopy(cpu_model).to(device)
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            got = next(iter(model.backbone(probe.to(device)).values()))
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9,
+                              weight_decay=1e-4)  # fmt: skip
+        scaler = torch.amp.GradScaler(device.type, enabled=amp)
+
+        def plain(model: nn.Module = model, opt: torch.optim.Optimizer = opt, scaler: torch.amp.GradScaler = scaler,
+                  amp: bool = amp) -> None:  # fmt: skip
+            model.train()
+            for images, targets, _ in loader:
+                images = [im.to(device, non_blocking=True) for im in images]
+                targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                    loss = sum(model(images, targets).values())
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()  # type: ignore[union-attr]
+                scaler.step(opt)
+                scaler.update()
+
+        runs = iter(range(10**6))  # a fresh output folder per run: train_detector would resume a finished one
+
+        def ours(amp: bool = amp, tag: str = precision, runs: Iterator[int] = runs) -> float:
+            config = DetectTrainConfig(
+                backbone=backbone, voc_root=voc, out=tmp / f"detect-{tag}-{next(runs)}",
+                train_sets=("2007-trainval",), epochs=1, batch_size=b, lr=0.01, warmup_iters=0, hflip=False,
+                workers=0, amp=amp, device=device.type, log_every=0, **kw,
+            )  # fmt: skip
+            return float(train_detector(config).metrics[-1]["images_per_s"])
+
+        if sizes.warmup:
+            plain()
+            ours()
+        ours_rates, plain_rates = [], []
+        for _ in range(sizes.rounds):  # interleaved: a busy machine slows both alike
+            plain_rates.append(sizes.detect_images / median_seconds(plain, device, 1, warmup=False))
+            ours_rates.append(ours())
+        o, r = statistics.median(ours_rates), statistics.median(plain_rates)
+        row.ours, row.reference, row.ratio = f"{o:.1f} img/s", f"{r:.1f} img/s", f"{o / r:.2f}×"
+        row.error = max_abs_error(got, want) + " backbone features"
+        row.note = "train_detector (its epoch timing) vs torchvision's reference loop, same loader and precision"
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
 # -- torchrun smoke runs -----------------------------------------------------------------------------------------
 
 
@@ -668,6 +758,7 @@ def main() -> int:
             ("stylize (end to end)", lambda: bench_stylize_end_to_end(report, sizes, device, vgg, decoder, tmp)),
             ("heatmap", lambda: bench_heatmap(report, sizes, device)),
             ("train", lambda: bench_train(report, sizes, device)),
+            ("detect", lambda: bench_detect(report, sizes, device, tmp)),
             ("smoke", lambda: smoke_runs(report, device, vgg, decoder, tmp, 60.0 if args.quick else 120.0)),
         ]
         for section, run in sections:
