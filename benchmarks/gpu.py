@@ -18,6 +18,9 @@ What it measures, each against a baseline run on the same device in the same pro
 - **BagNet heatmaps**: ``class_evidence`` maps/s (fp32, bf16).
 - **Training**: ResNet-50 images/s through the toolkit's ``Trainer`` vs a plain PyTorch loop with the same
   precision (AMP) and memory format (channels_last for bf16/fp16); batches already on the device.
+- **Determinism**: two training runs of the same seeded start on the same batches (the ``train`` workload,
+  fp32, a few steps), with PyTorch's default kernels and under ``train --deterministic``
+  (:func:`~texturebias.utils.device.deterministic_algorithms`); the largest weight difference between the runs.
 - **Detection training**: Faster R-CNN (ResNet-50 + FPN, REFERENCE §6) images/s of one epoch of
   ``train_detector`` (fp32, and fp16 with ``amp``) vs torchvision's reference loop (``model(images, targets)``,
   summed losses, SGD step) with the same data loader and precision, on generated VOC-layout scenes.
@@ -132,6 +135,8 @@ def row_names(sizes: Sizes) -> list[tuple[str, str]]:
              for p in ("fp32", "bf16") for b in sizes.heat_batches]  # fmt: skip
     rows += [("train", f"{sizes.train_model} {sizes.train_size}², {p}{'' if p == 'fp32' else ' + channels_last'}, "
               f"batch {sizes.train_batch}") for p in PRECISIONS]  # fmt: skip
+    rows += [("determinism", f"{sizes.train_model} {sizes.train_size}², fp32, two seeded runs, {k} kernels")
+             for k in ("default", "deterministic")]  # fmt: skip
     rows += [("detect", f"Faster R-CNN {sizes.detect_backbone} {sizes.detect_size}², {p}, batch {sizes.detect_batch}")
              for p in ("fp32", "fp16")]  # fmt: skip
     rows += [("smoke", "torchrun --nproc_per_node 1 -m texturebias train"),
@@ -512,6 +517,47 @@ def bench_train(report: Report, sizes: Sizes, device: torch.device) -> None:
             torch.cuda.empty_cache()
 
 
+# -- determinism --------------------------------------------------------------------------------------------
+
+
+def bench_determinism(report: Report, sizes: Sizes, device: torch.device) -> None:
+    from texturebias.models import create_model
+    from texturebias.train.loop import Trainer
+    from texturebias.utils.device import deterministic_algorithms
+
+    section, classes = "determinism", 1000
+    g = torch.Generator().manual_seed(1)
+    s, b = sizes.train_size, sizes.train_batch
+    batches = [(torch.randn(b, 3, s, s, generator=g), torch.randint(0, classes, (b,), generator=g))
+               for _ in range(max(2, sizes.train_steps // 2))]  # fmt: skip
+    batches = [(x.to(device), y.to(device)) for x, y in batches]
+    torch.manual_seed(0)
+    init = create_model(sizes.train_model, num_classes=classes).state_dict()
+
+    def weights_after_training() -> list[torch.Tensor]:
+        model = create_model(sizes.train_model, num_classes=classes)
+        model.load_state_dict(init)
+        model = model.to(device)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+        Trainer(model, opt, device=device, precision="fp32", num_classes=classes).train_one_epoch(batches, epoch=0)
+        return [p.detach().float().cpu() for p in model.parameters()]
+
+    for kind in ("default", "deterministic"):
+        row = report.row(section, f"{sizes.train_model} {s}², fp32, two seeded runs, {kind} kernels")
+        if report.time_left() < 0:
+            row.note = "not measured: time budget"
+            continue
+        with deterministic_algorithms(kind == "deterministic"):
+            first, second = weights_after_training(), weights_after_training()
+        diff = max((x - y).abs().max().item() for x, y in zip(first, second, strict=True))
+        row.ours = "identical" if diff == 0 else "differ"
+        row.error = f"{diff:.2e} largest weight difference between the runs"
+        row.note = f"{len(batches)} SGD steps of batch {b}" + (
+            "; cudnn.deterministic, cudnn.benchmark off, use_deterministic_algorithms(warn_only)"
+            if kind == "deterministic" else f"; cudnn.benchmark {torch.backends.cudnn.benchmark}"
+        )  # fmt: skip
+
+
 # -- detection training ----------------------------------------------------------------------------------------
 
 
@@ -758,6 +804,7 @@ def main() -> int:
             ("stylize (end to end)", lambda: bench_stylize_end_to_end(report, sizes, device, vgg, decoder, tmp)),
             ("heatmap", lambda: bench_heatmap(report, sizes, device)),
             ("train", lambda: bench_train(report, sizes, device)),
+            ("determinism", lambda: bench_determinism(report, sizes, device)),
             ("detect", lambda: bench_detect(report, sizes, device, tmp)),
             ("smoke", lambda: smoke_runs(report, device, vgg, decoder, tmp, 60.0 if args.quick else 120.0)),
         ]

@@ -74,6 +74,8 @@ def test_quick_cpu_run_reports_every_row(gpu_script: ModuleType, tmp_path: Path)
             assert ours == "not measured" and note == "not measured: fp16 needs CUDA", (work, ours, note)
         elif section == "smoke":
             assert ours.startswith("ok ("), (work, ours, note)
+        elif section == "determinism":  # a CPU repeats its kernels exactly, with or without the flag
+            assert ours == "identical" and error.startswith("0.00e+00"), (work, ours, error)
         else:
             assert ours.endswith(("img/s", "maps/s")), (work, ours, note)
             assert error != "—", work

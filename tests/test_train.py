@@ -349,3 +349,42 @@ def test_torchrun_two_processes_match_single_process(folders: dict[str, Path], t
     ddp_model = create_model(TINY, checkpoint=tmp_path / "ddp" / "checkpoint_last.pt")
     for key, value in single.model.state_dict().items():
         torch.testing.assert_close(ddp_model.state_dict()[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_deterministic_flag_selects_deterministic_kernels_for_the_run_only(
+    folders: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    from texturebias.cli import build_parser
+    from texturebias.cli.train import config_from_args
+    from texturebias.train import loop
+
+    seen: dict[str, object] = {}
+
+    def spy(*_: object) -> None:
+        seen.update(algorithms=torch.are_deterministic_algorithms_enabled(),
+                    warn_only=torch.is_deterministic_algorithms_warn_only_enabled(),
+                    cudnn=torch.backends.cudnn.deterministic, benchmark=torch.backends.cudnn.benchmark,
+                    cublas=os.environ.get("CUBLAS_WORKSPACE_CONFIG"))  # fmt: skip
+        raise RuntimeError("stop after the settings were seen")
+
+    monkeypatch.setattr(loop, "_train", spy)
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark)  # fmt: skip
+    args: argparse.Namespace = build_parser().parse_args(
+        ["train", "--model", TINY, "--data", str(folders["train"]), "--out", str(tmp_path / "run"), "--deterministic"]
+    )
+    cfg = config_from_args(args)
+    assert cfg.deterministic is True
+    with pytest.raises(RuntimeError, match="stop after"):
+        train(cfg)
+    assert seen == {"algorithms": True, "warn_only": True, "cudnn": True, "benchmark": False, "cublas": ":4096:8"}
+    after = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+             torch.backends.cudnn.benchmark)  # fmt: skip
+    assert after == before
+    seen.clear()
+    with pytest.raises(RuntimeError, match="stop after"):
+        train(TrainConfig(model=TINY, data=[folders["train"]], out=tmp_path / "run2"))
+    assert seen["algorithms"] is False and seen["cudnn"] is before[1]

@@ -59,6 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="fp32 (default), bf16, fp16 (GPU)")
     p.add_argument("--channels-last", action="store_true", default=None, help="channels-last memory format")
     p.add_argument("--seed", type=int)
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        default=None,
+        help="deterministic GPU kernels (cuDNN/cuBLAS; slower): seeded GPU runs repeat bit for bit",
+    )
     p.add_argument("--log-every", type=non_negative_int, metavar="N", help="show the loss every N steps")
     p.add_argument("--tensorboard", action="store_true", default=None, help="also write TensorBoard logs")
     p.add_argument(
@@ -92,9 +98,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 _OVERRIDES = (
     "model", "data", "val", "recipe", "epochs", "batch_size", "lr", "momentum", "weight_decay", "lr_steps",
-    "lr_gamma", "workers", "pretrained", "init", "precision", "channels_last", "seed", "log_every", "tensorboard",
-    "augment", "input_size", "stylize_prob", "style_dir", "stylize_vgg", "stylize_decoder", "cache_images",
-    "device",
+    "lr_gamma", "workers", "pretrained", "init", "precision", "channels_last", "seed", "deterministic", "log_every",
+    "tensorboard", "augment", "input_size", "stylize_prob", "style_dir", "stylize_vgg", "stylize_decoder",
+    "cache_images", "device",
 )  # fmt: skip
 
 

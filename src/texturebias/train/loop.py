@@ -45,7 +45,7 @@ from texturebias.train.data import (
 )
 from texturebias.train.recipes import TrainConfig, resolve_config
 from texturebias.train.validate import MetricAccumulator, score_batches
-from texturebias.utils.device import autocast, resolve_device
+from texturebias.utils.device import autocast, deterministic_algorithms, resolve_device
 from texturebias.utils.distributed import DistInfo, barrier, init_distributed
 from texturebias.utils.io import save_torch, write_csv
 from texturebias.utils.progress import get_logger, progress
@@ -226,7 +226,8 @@ def train(config: TrainConfig, *, style_augment: nn.Module | None = None) -> Tra
     info = init_distributed()
     own_group = info.distributed  # we destroy what init_distributed created
     try:
-        return _train(cfg, info, style_augment)
+        with deterministic_algorithms(cfg.deterministic):
+            return _train(cfg, info, style_augment)
     finally:
         if own_group and dist.is_initialized():
             dist.destroy_process_group()

@@ -89,6 +89,9 @@ class TrainConfig:
         precision: ``fp32``, ``bf16`` (CPU AMX or GPU) or ``fp16`` (GPU, with a gradient scaler).
         channels_last: Use the channels-last memory format (faster convolutions on GPU and AMX CPUs).
         seed: Seed of initialisation, shuffling and augmentation.
+        deterministic: Deterministic GPU kernels (cuDNN, cuBLAS; slower), so that two seeded GPU runs match bit
+            for bit where PyTorch has deterministic kernels
+            (:func:`~texturebias.utils.device.deterministic_algorithms`). CPU runs are deterministic anyway.
         log_every: Log the running training loss every this many steps (0: never).
         tensorboard: Also write TensorBoard scalars to ``out/tensorboard`` (needs the tensorboard package).
         augment: ``standard`` (RandomResizedCrop + flip), ``flip`` (eval resize/crop + flip) or ``none``.
@@ -126,6 +129,7 @@ class TrainConfig:
     precision: str = "fp32"
     channels_last: bool = False
     seed: int = 0
+    deterministic: bool = False
     log_every: int = 100
     tensorboard: bool = False
     augment: str = "standard"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from typing import Literal
 
@@ -146,3 +147,31 @@ def inference_forward(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
     if x.device.type != "cpu" or x.dim() != 4:
         return model(x)
     return forward_in_chunks(model, x, cpu_micro_batch(x.shape[-2], x.shape[-1]))
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
+    """Within the block, run only deterministic kernels where PyTorch has them; the settings are restored after.
+
+    On a GPU, cuDNN's default algorithm search and atomic-add kernels make two seeded runs differ in the last
+    bits, and the differences grow over training. This sets ``cudnn.deterministic``, turns off
+    ``cudnn.benchmark`` and calls ``torch.use_deterministic_algorithms(True, warn_only=True)``. Ops with no
+    deterministic kernel warn instead of failing (on CUDA, ResNet's adaptive average pooling backward is one),
+    and such a run is not bitwise repeatable. It also sets ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` unless set:
+    cuBLAS reads it when its first handle is created, so it must be set before the first matrix product on the
+    GPU. CPU runs are deterministic without this.
+    """
+    if not enabled:
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    saved = (cudnn.deterministic, cudnn.benchmark, torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled())  # fmt: skip
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    cudnn.deterministic, cudnn.benchmark = True, False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved[0], saved[1]
+        torch.use_deterministic_algorithms(saved[2], warn_only=saved[3])
