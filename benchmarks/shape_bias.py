@@ -105,13 +105,20 @@ def main() -> None:
             reference = reference or decisions
             assert decisions == reference, f"{name}: decisions differ"
             print(f"round {r + 1} {name:<14} {timings[name][-1]:7.1f} s", flush=True)
+    med = print_medians(timings, f"{args.model}, {n} cue-conflict stimuli, batch {args.batch_size}, torch threads "
+                        f"{torch.get_num_threads()}, median of {args.rounds} interleaved rounds; decisions identical "
+                        "in every run")  # fmt: skip
+    print(f"default / sequential: {med['default'] / med['sequential']:.2f}")
+
+
+def print_medians(timings: dict[str, list[float]], header: str) -> dict[str, float]:
+    """Print the machine, ``header`` and each variant's median with its ratio to the forward alone."""
     med = {k: statistics.median(v) for k, v in timings.items()}
     print_machine()
-    print(f"{args.model}, {n} cue-conflict stimuli, batch {args.batch_size}, torch threads {torch.get_num_threads()}, "
-          f"median of {args.rounds} interleaved rounds; decisions identical in every run")  # fmt: skip
+    print(header)
     for name, seconds in med.items():
-        print(f"  {name:<14} {seconds:7.1f} s   {seconds / med['forward alone']:.2f}x forward alone")
-    print(f"default / sequential: {med['default'] / med['sequential']:.2f}")
+        print(f"  {name:<18} {seconds:7.1f} s   {seconds / med['forward alone']:.2f}x forward alone")
+    return med
 
 
 def whole_command(args: argparse.Namespace) -> None:
@@ -154,12 +161,8 @@ def whole_command(args: argparse.Namespace) -> None:
         for name, fn in (("forward alone", forward_alone), ("shape-bias command", command)):
             fn()
             print(f"round {r + 1} {name:<18} {timings[name][-1]:7.1f} s", flush=True)
-    med = {k: statistics.median(v) for k, v in timings.items()}
-    print_machine()
-    print(f"{args.model}, {len(paths)} stimuli ({len(tables)} sets), batch {args.batch_size}, "
-          f"torch threads {torch.get_num_threads()}, median of {args.rounds} interleaved rounds")  # fmt: skip
-    for name, seconds in med.items():
-        print(f"  {name:<18} {seconds:7.1f} s   {seconds / med['forward alone']:.2f}x forward alone")
+    print_medians(timings, f"{args.model}, {len(paths)} stimuli ({len(tables)} sets), batch {args.batch_size}, "
+                  f"torch threads {torch.get_num_threads()}, median of {args.rounds} interleaved rounds")  # fmt: skip
 
 
 if __name__ == "__main__":
