@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -28,27 +27,14 @@ import torch
 
 os.environ.setdefault("TEXTUREBIAS_NO_PROGRESS", "1")
 
+from _machine import print_machine  # noqa: E402  (benchmarks/ is on sys.path)
+
 from texturebias.detect.data import VocDetectionDataset, collate  # noqa: E402
 from texturebias.detect.inference import detect_voc_set  # noqa: E402
 from texturebias.detect.model import detection_model  # noqa: E402
 from texturebias.detect.synthetic import write_synthetic_voc  # noqa: E402
 from texturebias.detect.train import DetectTrainConfig, train_detector  # noqa: E402
 from texturebias.detect.voc import load_voc  # noqa: E402
-
-
-def cpu_line() -> str:
-    """CPU model, cores and the flags that decide bf16 speed."""
-    model, flags = platform.processor() or "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("", "unknown CPU", platform.processor()):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    marks = " ".join(f"{f}={'yes' if f in flags else 'no'}" for f in ("avx2", "avx512_bf16", "amx_tile"))
-    return f"{model}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; {marks}"
 
 
 def plain_train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: object) -> int:
@@ -86,7 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(cpu_line())
+    print_machine()
     work = Path(tempfile.mkdtemp(prefix="tb-detect-bench-"))
     write_synthetic_voc(work, splits={"trainval": args.images, "test": args.images}, size=(args.size, args.size))
     anchors = (16, 32, 64, 128, 256) if args.backbone.startswith("resnet") else (16, 32, 64)
@@ -124,7 +110,7 @@ def main() -> None:
           f"ratio {med(ours_train) / med(plain_train):.3f}")  # fmt: skip
     print(f"eval:  ours {med(ours_eval):.2f} img/s, plain {med(plain_eval_rates):.2f} img/s, "
           f"ratio {med(ours_eval) / med(plain_eval_rates):.3f}")  # fmt: skip
-    print(f"CPU: {cpu_line()}")
+    print_machine()
 
 
 if __name__ == "__main__":
