@@ -162,6 +162,52 @@ def test_cli_parses_demo_options() -> None:
 
     args = build_parser().parse_args(["demo", "--quick", "--seed", "3", "--out", "x"])
     assert args.quick and args.seed == 3 and args.out == Path("x") and args.stimuli is None
+    assert args.texture_scale == 1.0
+    assert build_parser().parse_args(["demo", "--texture-scale", "3"]).texture_scale == 3.0
+    for bad in ("0", "-2", "many", "20"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["demo", "--texture-scale", bad])
+
+
+def _stripe_period(scale: float) -> float:
+    """Period in pixels of the stripes class pattern along its own axis (from its zero crossings)."""
+    rng = np.random.default_rng(7)
+    t = world.TEXTURE_PATTERNS["stripes"](rng, scale)
+    rng = np.random.default_rng(7)
+    theta = rng.uniform(0, np.pi)  # the draw _rotated makes first: the stripes' orientation
+    yy, xx = np.mgrid[0 : world.SIZE, 0 : world.SIZE]
+    u = (xx * np.cos(theta) + yy * np.sin(theta)).ravel()
+    order = np.argsort(u)
+    values = t.ravel()[order]
+    edges = u[order][1:][np.diff(values) != 0]  # positions where the stripe value flips
+    return 2 * float(np.median(np.diff(edges[np.diff(np.concatenate([[-9], edges])) > 0.5])))
+
+
+def test_texture_scale_makes_textures_finer_and_leaves_the_scale_1_world_unchanged() -> None:
+    # Stripes have a period of 4-6 px; at scale 2 and 3 the same draw is 2x and 3x shorter.
+    p1, p2, p3 = _stripe_period(1.0), _stripe_period(2.0), _stripe_period(3.0)
+    assert 4.0 <= p1 <= 6.0
+    assert p2 == pytest.approx(p1 / 2, rel=0.15) and p3 == pytest.approx(p1 / 3, rel=0.2)
+    # Shapes, labels and file names do not depend on the scale; the pixels of the textures do.
+    a, b = world.make_sample("natural", 11, 0), world.make_sample("natural", 11, 0, texture_scale=2.0)
+    assert (a.shape, a.texture, a.filename) == (b.shape, b.texture, b.filename)
+    assert not np.array_equal(a.image, b.image)
+    assert np.array_equal(
+        world.make_sample("styles", 3, 0).image, world.make_sample("styles", 3, 0, texture_scale=1.0).image
+    )
+
+
+def test_a_scaled_world_is_another_run_and_old_folders_hold_scale_1(tmp_path: Path) -> None:
+    from dataclasses import asdict, replace
+
+    from texturebias.demo.config import QUICK
+    from texturebias.demo.pipeline import _check_out
+
+    old = {k: v for k, v in asdict(QUICK).items() if k != "texture_scale"}  # a stamp written before the option
+    (tmp_path / "demo-config.json").write_text(json.dumps({"seed": 0, "sizes": old}), encoding="utf-8")
+    _check_out(tmp_path, DemoConfig(out=tmp_path, seed=0, quick=True), QUICK)  # accepted: the same world
+    with pytest.raises(TextureBiasError, match="other settings"):
+        _check_out(tmp_path, DemoConfig(out=tmp_path, seed=0, quick=True), replace(QUICK, texture_scale=2.0))
 
 
 # ------------------------------------------------------------------------------------------ quick run

@@ -36,13 +36,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         "scenes and report their mAP with bootstrap CIs (the SIN paper's Table 2 in miniature; ~5 more minutes; "
         "reuses a finished demo in --out)",
     )
+    p.add_argument(
+        "--texture-scale",
+        type=_texture_scale,
+        default=1.0,
+        metavar="X",
+        help="experimental: every texture of the generated world X times finer at the same 32 px (default 1; "
+        "docs/demo.md measures 2 and 3 for the Stylized-ImageNet effect)",
+    )
     p.set_defaults(func=run)
 
 
+def _texture_scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.25 <= value <= 8:  # beyond these, patterns alias to noise or a single period fills the image
+        raise argparse.ArgumentTypeError(f"expected a value in [0.25, 8], got {value}")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from texturebias.demo import DemoConfig, run_demo
 
     config = DemoConfig(out=args.out, seed=args.seed, quick=args.quick, stimuli=args.stimuli, detection=args.detection)
+    if args.texture_scale != 1:
+        config.sizes = dataclasses.replace(config.resolved_sizes(), texture_scale=args.texture_scale)
     result = run_demo(config)
     for f in result.findings:
         verdict = "n/a " if f["held"] is None else ("HELD" if f["held"] else "FAIL")

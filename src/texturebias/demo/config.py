@@ -48,6 +48,9 @@ class DemoSizes:
     n_boot: int = 2000
     real_stimuli: bool = True  # run step 1 when the stimuli are found
     workers: int = 2  # processes generating the world's images (the images do not depend on it)
+    # Textures this many times finer at the same 32 px (demo.world; class, randomised and style textures alike).
+    # 1 is the demo's world. Issue 18 measured 2 and 3 (docs/demo.md): the stylized CNN's shape bias rises.
+    texture_scale: float = 1.0
 
 
 FULL = DemoSizes()

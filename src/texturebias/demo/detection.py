@@ -234,6 +234,7 @@ def run_detection_transfer(
     checkpoints: Mapping[str, Path | None],
     *,
     commands: dict[str, str] | None = None,
+    texture_scale: float = 1.0,
 ) -> dict[str, Any]:
     """Write the scenes, fine-tune one detector per backbone, evaluate with bootstrap CIs (module docstring).
 
@@ -243,6 +244,8 @@ def run_detection_transfer(
         sizes: Scene counts and the recipe.
         checkpoints: Backbone name → its ``demo_cnn`` checkpoint (``None``: a randomly initialised body).
         commands: When given, the equivalent ``detect-train`` command lines are added to it.
+        texture_scale: The world's texture scale (:mod:`texturebias.demo.world`); the demo's out folder is stamped
+            with it.
 
     Returns:
         The step's result (also written to ``out/detection/detection.json``): per backbone the mAPs (VOC07
@@ -255,7 +258,7 @@ def run_detection_transfer(
     threads = torch.get_num_threads()
     torch.set_num_threads(sizes.torch_threads)
     try:
-        return _run(folder, seed, sizes, checkpoints, commands)
+        return _run(folder, seed, sizes, checkpoints, commands, texture_scale)
     finally:
         torch.set_num_threads(threads)
 
@@ -266,10 +269,12 @@ def _run(
     sizes: DetectionSizes,
     checkpoints: Mapping[str, Path | None],
     commands: dict[str, str] | None,
+    texture_scale: float,
 ) -> dict[str, Any]:
     t0, c0 = time.perf_counter(), time.process_time()
     voc = write_detection_voc(folder / "voc", seed, splits={"trainval": sizes.n_train, "test": sizes.n_test},
-                              size=sizes.scene_size, max_objects=sizes.max_objects)  # fmt: skip
+                              size=sizes.scene_size, max_objects=sizes.max_objects,
+                              texture_scale=texture_scale)  # fmt: skip
     timings: dict[str, float] = {"scenes": round(time.perf_counter() - t0, 2)}
     test = load_voc(voc, (TEST_SET,))
     image_ids = [img.image_id for img in test.images]

@@ -88,6 +88,8 @@ def _check_out(out: Path, config: DemoConfig, sizes: DemoSizes) -> None:
     want = {"seed": config.seed, "sizes": dataclasses.asdict(sizes)}
     if stamp.exists():
         have = json.loads(stamp.read_text(encoding="utf-8"))
+        # Folders written before the texture scale existed hold the scale-1 world.
+        have.get("sizes", {}).setdefault("texture_scale", 1.0)
         if have != want:
             raise TextureBiasError(
                 f"{out} holds a demo run with other settings (seed {have.get('seed')}, sizes {have.get('sizes')}); "
@@ -141,7 +143,8 @@ def run_demo(config: DemoConfig, *, on_step: Callable[[str], None] | None = None
         folders = make_datasets(data_root, seed, sizes)
         # Every third cue-conflict index: the examples then span several shapes and textures.
         kinds = ("natural", "randomised", "cue-conflict", "silhouettes")
-        samples = {k: [world.make_sample(k, i * (3 if k == "cue-conflict" else 1), seed, split="test")
+        samples = {k: [world.make_sample(k, i * (3 if k == "cue-conflict" else 1), seed, split="test",
+                                         texture_scale=sizes.texture_scale)
                        for i in range(16)] for k in kinds}  # fmt: skip
     # 2b. Stylization.
     with step("train the AdaIN decoder and stylize"):
@@ -226,7 +229,7 @@ def run_demo(config: DemoConfig, *, on_step: Callable[[str], None] | None = None
         with step("detection transfer: scenes, detectors, mAP"):
             summary["detection"] = run_detection_transfer(
                 out, seed, config.resolved_detection_sizes(), _backbone_checkpoints(config, checkpoints),
-                commands=commands,
+                commands=commands, texture_scale=sizes.texture_scale,
             )  # fmt: skip
 
     # 3. Findings, figures, report.

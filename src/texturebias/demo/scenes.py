@@ -92,6 +92,7 @@ def make_scene(
     max_objects: int = 3,
     textures: str = "natural",
     p_match: float = 0.9,
+    texture_scale: float = 1.0,
 ) -> DetectionScene:
     """Generate scene ``index`` of a split (see the module docstring).
 
@@ -104,6 +105,7 @@ def make_scene(
         textures: ``natural`` (shape k wears texture k with probability ``p_match``) or ``randomised``
             (bank textures in random colours).
         p_match: Natural rule: probability that shape k wears texture k.
+        texture_scale: Textures that many times finer (:mod:`texturebias.demo.world`); 1 is the demo's world.
 
     Raises:
         ValueError: an unknown texture rule or a scene smaller than the world's tile.
@@ -124,9 +126,9 @@ def make_scene(
         local = world.shape_mask(world.SHAPES[s], rng)
         if textures == "natural":
             t = s if rng.random() < p_match else int((s + rng.integers(1, n)) % n)
-            fill = world.class_texture(world.TEXTURES[t], rng)
+            fill = world.class_texture(world.TEXTURES[t], rng, texture_scale)
         else:
-            t, fill = -1, world.bank_texture(rng)
+            t, fill = -1, world.bank_texture(rng, texture_scale)
         extent = _bounds(local > 0)
         assert extent is not None  # shape_mask always draws a shape of 0.6-0.9 of the half-width
         for _attempt in range(30):
@@ -156,6 +158,7 @@ def write_detection_voc(
     size: int = SCENE_SIZE,
     max_objects: int = 3,
     textures: str = "natural",
+    texture_scale: float = 1.0,
 ) -> Path:
     """Write scenes in the devkit layout under ``root/VOC2007`` (resumable: finished images are kept).
 
@@ -169,6 +172,7 @@ def write_detection_voc(
         size: Scene side in pixels.
         max_objects: Objects per scene, at most.
         textures: Texture rule (see :func:`make_scene`).
+        texture_scale: Textures that many times finer (see :func:`make_scene`).
 
     Returns:
         The year folder ``root/VOC2007``.
@@ -181,7 +185,7 @@ def write_detection_voc(
 
     def render(image_id: str, split: str) -> SyntheticScene:
         scene = make_scene(int(image_id) - first_id[split], seed, split=split, size=size, max_objects=max_objects,
-                           textures=textures)  # fmt: skip
+                           textures=textures, texture_scale=texture_scale)  # fmt: skip
         return SyntheticScene(scene.image, scene.annotation(image_id))
 
     return write_scenes_voc(root, render, splits=splits, classes=world.SHAPES, skip_existing=True)

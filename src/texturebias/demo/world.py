@@ -18,6 +18,11 @@ and gravel photographs), each with its own two-colour palette. The sets mirror t
 Every image is a pure function of ``(seed, set name, index)`` (:func:`texturebias.utils.seed.rng_for`),
 so a set is the same in every process and on every machine. Images are 32 x 32 RGB: at 64 px training
 was 4x slower and did not converge in the demo's budget.
+
+``texture_scale`` (default 1) makes every texture that many times finer at the same image size: procedural
+patterns' coordinates are multiplied by it, noise textures' smoothing divided by it, photo textures cropped
+that many times larger before the resize. It applies to the class textures, the randomised bank and the style
+bank alike; shapes are unchanged. docs/demo.md measures it for issue 18 (``texturebias demo --texture-scale``).
 """
 
 from __future__ import annotations
@@ -133,22 +138,26 @@ def shape_mask(shape: str, rng: np.random.Generator) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------- textures
+#: A pattern generator: (rng, scale) -> SIZE x SIZE values in [0, 1]; ``scale`` > 1 makes it finer.
+Pattern = Callable[[np.random.Generator, float], np.ndarray]
+
 _YY, _XX = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
 
 
-def _rotated(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _rotated(rng: np.random.Generator, scale: float) -> tuple[np.ndarray, np.ndarray]:
     t = rng.uniform(0, math.pi)
-    return _XX * math.cos(t) + _YY * math.sin(t), -_XX * math.sin(t) + _YY * math.cos(t)
+    xx, yy = _XX * scale, _YY * scale
+    return xx * math.cos(t) + yy * math.sin(t), -xx * math.sin(t) + yy * math.cos(t)
 
 
-def _stripes(rng: np.random.Generator) -> np.ndarray:
-    u, _ = _rotated(rng)
+def _stripes(rng: np.random.Generator, scale: float) -> np.ndarray:
+    u, _ = _rotated(rng, scale)
     period = rng.uniform(4.0, 6.0)
     return (np.sin(2 * math.pi * u / period + rng.uniform(0, 6.3)) > 0).astype(np.float32)
 
 
-def _dots(rng: np.random.Generator) -> np.ndarray:
-    u, v = _rotated(rng)
+def _dots(rng: np.random.Generator, scale: float) -> np.ndarray:
+    u, v = _rotated(rng, scale)
     period = rng.uniform(5.0, 7.0)
     du = (u + rng.uniform(0, period)) % period - period / 2
     dv = (v + rng.uniform(0, period)) % period - period / 2
@@ -156,20 +165,20 @@ def _dots(rng: np.random.Generator) -> np.ndarray:
     return np.clip(radius + 0.5 - np.sqrt(du**2 + dv**2), 0, 1)
 
 
-def _checker(rng: np.random.Generator) -> np.ndarray:
-    u, v = _rotated(rng)
+def _checker(rng: np.random.Generator, scale: float) -> np.ndarray:
+    u, v = _rotated(rng, scale)
     cell = rng.uniform(3.0, 4.5)
     return ((np.floor(u / cell) + np.floor(v / cell)) % 2).astype(np.float32)
 
 
-def _waves(rng: np.random.Generator) -> np.ndarray:
-    u, v = _rotated(rng)
+def _waves(rng: np.random.Generator, scale: float) -> np.ndarray:
+    u, v = _rotated(rng, scale)
     f, g, a = rng.uniform(0.9, 1.3), rng.uniform(0.3, 0.5), rng.uniform(1.5, 2.5)
     return 0.5 + 0.5 * np.sin(f * u + a * np.sin(g * v) + rng.uniform(0, 6.3))
 
 
-def _blobs(rng: np.random.Generator) -> np.ndarray:
-    noise = ndimage.gaussian_filter(rng.standard_normal((SIZE, SIZE)), rng.uniform(1.5, 2.2), mode="wrap")
+def _blobs(rng: np.random.Generator, scale: float) -> np.ndarray:
+    noise = ndimage.gaussian_filter(rng.standard_normal((SIZE, SIZE)), rng.uniform(1.5, 2.2) / scale, mode="wrap")
     return (noise > 0).astype(np.float32) * 0.85 + 0.15 * (noise > noise.std()).astype(np.float32)
 
 
@@ -183,10 +192,10 @@ def _photo_texture(name: str) -> np.ndarray:
     return np.clip((img - lo) / (hi - lo), 0, 1)
 
 
-def _photo(name: str) -> Callable[[np.random.Generator], np.ndarray]:
-    def generate(rng: np.random.Generator) -> np.ndarray:
+def _photo(name: str) -> Pattern:
+    def generate(rng: np.random.Generator, scale: float) -> np.ndarray:
         src = _photo_texture(name)
-        crop = int(rng.integers(64, 129))
+        crop = int(rng.integers(64, 129) * scale)
         y, x = (int(v) for v in rng.integers(0, src.shape[0] - crop, size=2))
         patch = Image.fromarray((src[y : y + crop, x : x + crop] * 255).astype(np.uint8))
         patch = patch.resize((SIZE, SIZE), Image.Resampling.BILINEAR)
@@ -199,7 +208,7 @@ def _photo(name: str) -> Callable[[np.random.Generator], np.ndarray]:
     return generate
 
 
-TEXTURE_PATTERNS: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
+TEXTURE_PATTERNS: dict[str, Pattern] = {
     "blobs": _blobs,
     "brick": _photo("brick"),
     "checker": _checker,
@@ -211,51 +220,54 @@ TEXTURE_PATTERNS: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
 }
 
 
-def class_texture(texture: str, rng: np.random.Generator) -> np.ndarray:
-    """A SIZE x SIZE x 3 texture of class ``texture``: its pattern in its (jittered) two-colour palette."""
-    t = TEXTURE_PATTERNS[texture](rng)[..., None]
+def class_texture(texture: str, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+    """A SIZE x SIZE x 3 texture of class ``texture``: its pattern in its (jittered) two-colour palette.
+
+    ``scale``: the texture is that many times finer (see the module docstring).
+    """
+    t = TEXTURE_PATTERNS[texture](rng, scale)[..., None]
     a, b = (np.clip(np.asarray(c) + rng.normal(0, PALETTE_JITTER, 3), 0, 1) for c in PALETTES[texture])
     return (a * (1 - t) + b * t).astype(np.float32)
 
 
 # The separate bank for the texture-randomised set: pattern types that are not texture classes, in random
 # palettes, so no texture statistic is tied to a shape class.
-def _rings(rng: np.random.Generator) -> np.ndarray:
+def _rings(rng: np.random.Generator, scale: float) -> np.ndarray:
     cx, cy = rng.uniform(-8, 40, size=2)
     period = rng.uniform(3.5, 7.0)
-    return 0.5 + 0.5 * np.sin(2 * math.pi * np.hypot(_XX - cx, _YY - cy) / period)
+    return 0.5 + 0.5 * np.sin(2 * math.pi * np.hypot(_XX * scale - cx, _YY * scale - cy) / period)
 
 
-def _plaid(rng: np.random.Generator) -> np.ndarray:
-    u, v = _rotated(rng)
+def _plaid(rng: np.random.Generator, scale: float) -> np.ndarray:
+    u, v = _rotated(rng, scale)
     p, q = rng.uniform(4, 9, size=2)
     return 0.5 * ((np.sin(2 * math.pi * u / p) > 0.3) + (np.sin(2 * math.pi * v / q) > 0.3)).astype(np.float32)
 
 
-def _zigzag(rng: np.random.Generator) -> np.ndarray:
-    u, v = _rotated(rng)
+def _zigzag(rng: np.random.Generator, scale: float) -> np.ndarray:
+    u, v = _rotated(rng, scale)
     period, amp = rng.uniform(4, 7), rng.uniform(1.5, 3.5)
     tri = np.abs(((v / period) % 1.0) - 0.5) * 2 * amp
     return (np.floor((u + tri) / rng.uniform(3, 5)) % 2).astype(np.float32)
 
 
-def _smooth_noise(rng: np.random.Generator) -> np.ndarray:
-    noise = ndimage.gaussian_filter(rng.standard_normal((SIZE, SIZE)), rng.uniform(0.7, 3.5), mode="wrap")
+def _smooth_noise(rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+    noise = ndimage.gaussian_filter(rng.standard_normal((SIZE, SIZE)), rng.uniform(0.7, 3.5) / scale, mode="wrap")
     return np.clip(0.5 + noise / (4 * noise.std() + 1e-6), 0, 1)
 
 
-def _gradient(rng: np.random.Generator) -> np.ndarray:
-    u, _ = _rotated(rng)
+def _gradient(rng: np.random.Generator, scale: float) -> np.ndarray:
+    u, _ = _rotated(rng, scale)
     return np.clip((u - u.min()) / (np.ptp(u) + 1e-6) + rng.normal(0, 0.05, u.shape), 0, 1)
 
 
-def _crosshatch(rng: np.random.Generator) -> np.ndarray:
-    u, v = _rotated(rng)
+def _crosshatch(rng: np.random.Generator, scale: float) -> np.ndarray:
+    u, v = _rotated(rng, scale)
     p = rng.uniform(3, 6)
     return np.maximum(np.abs(np.sin(math.pi * (u + v) / p)), np.abs(np.sin(math.pi * (u - v) / p))) ** 4
 
 
-BANK_PATTERNS: tuple[Callable[[np.random.Generator], np.ndarray], ...] = (
+BANK_PATTERNS: tuple[Pattern, ...] = (
     _rings,
     _plaid,
     _zigzag,
@@ -265,14 +277,14 @@ BANK_PATTERNS: tuple[Callable[[np.random.Generator], np.ndarray], ...] = (
 )
 
 
-def bank_texture(rng: np.random.Generator) -> np.ndarray:
+def bank_texture(rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
     """A texture from the separate bank: a non-class pattern in a random two- or three-colour palette."""
-    t = BANK_PATTERNS[int(rng.integers(len(BANK_PATTERNS)))](rng)[..., None]
+    t = BANK_PATTERNS[int(rng.integers(len(BANK_PATTERNS)))](rng, scale)[..., None]
     a, b = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
     out = a * (1 - t) + b * t
     if rng.random() < 0.3:  # a third colour along a smooth field, as in multi-colour paintings
         c = rng.uniform(0, 1, 3)
-        w = _smooth_noise(rng)[..., None]
+        w = _smooth_noise(rng, scale)[..., None]
         out = out * (1 - 0.6 * w) + c * 0.6 * w
     return out.astype(np.float32)
 
@@ -310,7 +322,9 @@ class Sample:
 SET_KINDS: tuple[str, ...] = ("natural", "randomised", "cue-conflict", "silhouettes", "texture-probe", "styles")
 
 
-def make_sample(kind: str, index: int, seed: int, *, split: str = "train", p_match: float = 0.9) -> Sample:
+def make_sample(
+    kind: str, index: int, seed: int, *, split: str = "train", p_match: float = 0.9, texture_scale: float = 1.0
+) -> Sample:
     """Generate image ``index`` of a set.
 
     Args:
@@ -319,6 +333,7 @@ def make_sample(kind: str, index: int, seed: int, *, split: str = "train", p_mat
         seed: Demo seed.
         split: "train" or "test" (different images for the same index).
         p_match: Natural set: probability that shape k wears texture k.
+        texture_scale: Textures that many times finer (module docstring); 1 is the demo's world.
     """
     rng = rng_for("texturebias-demo", seed, kind, split, index)
     n = len(SHAPES)
@@ -327,7 +342,7 @@ def make_sample(kind: str, index: int, seed: int, *, split: str = "train", p_mat
         s, t_off = divmod(pair, n - 1)
         t = t_off if t_off < s else t_off + 1
         mask = shape_mask(SHAPES[s], rng)
-        img = compose(mask, class_texture(TEXTURES[t], rng), rng)
+        img = compose(mask, class_texture(TEXTURES[t], rng, texture_scale), rng)
         # Named like the real stimuli, ``<shape><i>-<texture class><j>.png``, where the texture class is the shape
         # class that wears this texture in the natural set (as the real textures come from the 16 categories):
         # ``circle1-brick-star1.png`` is a circle in star's texture (brick), and answering "star" is a texture
@@ -335,15 +350,17 @@ def make_sample(kind: str, index: int, seed: int, *, split: str = "train", p_mat
         name = f"{SHAPES[s]}{rep + 1}-{TEXTURES[t]}-{SHAPES[t]}{rep + 1}.png"
         return Sample(img, s, t, SHAPES[s], name)
     if kind == "styles":
-        return Sample((bank_texture(rng) * 255 + 0.5).astype(np.uint8), -1, -1, "styles", f"style{index:05d}.png")
+        return Sample(
+            (bank_texture(rng, texture_scale) * 255 + 0.5).astype(np.uint8), -1, -1, "styles", f"style{index:05d}.png"
+        )
     s = int(rng.integers(n))
     mask = shape_mask(SHAPES[s], rng)
     if kind == "natural":
         t = s if rng.random() < p_match else int((s + rng.integers(1, n)) % n)
-        img = compose(mask, class_texture(TEXTURES[t], rng), rng)
+        img = compose(mask, class_texture(TEXTURES[t], rng, texture_scale), rng)
         return Sample(img, s, t, SHAPES[s], f"{SHAPES[s]}-{TEXTURES[t]}-{index:05d}.png")
     if kind == "randomised":
-        img = compose(mask, bank_texture(rng), rng)
+        img = compose(mask, bank_texture(rng, texture_scale), rng)
         return Sample(img, s, -1, SHAPES[s], f"{SHAPES[s]}-bank-{index:05d}.png")
     if kind == "silhouettes":
         colour = np.clip(rng.uniform(0, 1, 3), 0, 1).astype(np.float32)
@@ -351,15 +368,15 @@ def make_sample(kind: str, index: int, seed: int, *, split: str = "train", p_mat
         return Sample(img, s, -1, SHAPES[s], f"{SHAPES[s]}-flat-{index:05d}.png")
     if kind == "texture-probe":
         t = int(rng.integers(n))
-        img = compose(mask, class_texture(TEXTURES[t], rng), rng)
+        img = compose(mask, class_texture(TEXTURES[t], rng, texture_scale), rng)
         return Sample(img, s, t, TEXTURES[t], f"{TEXTURES[t]}-{SHAPES[s]}-{index:05d}.png")
     raise ValueError(f"unknown set kind {kind!r}; expected one of {', '.join(SET_KINDS)}")
 
 
-def _write_range(root: Path, kind: str, seed: int, split: str, start: int, stop: int) -> int:
+def _write_range(root: Path, kind: str, seed: int, split: str, start: int, stop: int, texture_scale: float) -> int:
     """Write images ``start..stop-1`` of a set (skipping existing files); returns how many were handled."""
     for i in range(start, stop):
-        sample = make_sample(kind, i, seed, split=split)
+        sample = make_sample(kind, i, seed, split=split, texture_scale=texture_scale)
         path = root / sample.label / sample.filename
         if not path.exists():
             with atomic_path(path) as tmp:
@@ -376,6 +393,7 @@ def write_set(
     split: str = "train",
     desc: str | None = None,
     workers: int = 0,
+    texture_scale: float = 1.0,
 ) -> int:
     """Write ``count`` images of a set as an ImageFolder (``root/<class>/<file>.png``); resumable.
 
@@ -391,12 +409,15 @@ def write_set(
         split: "train" or "test".
         desc: Progress-bar label.
         workers: Processes generating in parallel (0: in this process). The files do not depend on it.
+        texture_scale: Textures that many times finer (module docstring).
 
     Returns:
         The number of images in the set.
     """
     root = Path(root)
-    marker = root / f".complete-{kind}-{split}-seed{seed}-n{count}"
+    # The scale is in the marker only when it is not 1, so sets written before it existed stay complete.
+    scaled = "" if texture_scale == 1 else f"-texture{texture_scale:g}"
+    marker = root / f".complete-{kind}-{split}-seed{seed}-n{count}{scaled}"
     if marker.exists():
         return count
     classes = ["styles"] if kind == "styles" else list(TEXTURES if kind == "texture-probe" else SHAPES)
@@ -412,11 +433,11 @@ def write_set(
             # fork: the children only run numpy/PIL code and inherit the imported modules (no re-import cost).
             ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
             with ProcessPoolExecutor(min(workers, len(ranges)), mp_context=ctx) as pool:
-                jobs = [pool.submit(_write_range, root, kind, seed, split, a, b) for a, b in ranges]
+                jobs = [pool.submit(_write_range, root, kind, seed, split, a, b, texture_scale) for a, b in ranges]
                 for job in jobs:
                     bar.update(job.result())
         else:
             for a, b in ranges:
-                bar.update(_write_range(root, kind, seed, split, a, b))
+                bar.update(_write_range(root, kind, seed, split, a, b, texture_scale))
     marker.touch()
     return count
