@@ -1,4 +1,4 @@
-"""Batches of loaded inputs, prepared in background threads while the model runs on the previous batch.
+"""Batches of loaded inputs, prepared in threads: beside the model where cores are spare, otherwise between its calls.
 
 Measuring commands (``shape-bias``, ``benchmark``, ``robustness``) decode PNG/JPEG stimuli and run a forward
 pass. Decoding (PIL) and NumPy/torch preprocessing release the GIL, so threads can prepare the next batches
