@@ -121,15 +121,23 @@ non_negative_int = int_at_least(0)
 """argparse type: an integer >= 0 (worker counts: 0 = in the main process)."""
 
 
-def unit_float(text: str) -> float:
-    """argparse type: a float in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a value in [0, 1], got {value}")
-    return value
+def float_between(low: float, high: float) -> Callable[[str], float]:
+    """argparse type factory: a float in [``low``, ``high``]."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a value in [{low:g}, {high:g}], got {value}")
+        return value
+
+    return parse
+
+
+unit_float = float_between(0.0, 1.0)
+"""argparse type: a float in [0, 1]."""
 
 
 def print_failed(failed: Sequence[Any], csv_path: str | Path | None = None, *, limit: int = 10) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from texturebias.cli.common import float_between
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -38,23 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--texture-scale",
-        type=_texture_scale,
+        type=float_between(0.25, 8.0),  # beyond these, patterns alias to noise or one period fills the image
         default=1.0,
         metavar="X",
         help="experimental: every texture of the generated world X times finer at the same 32 px (default 1; "
         "docs/demo.md measures 2 and 3 for the Stylized-ImageNet effect)",
     )
     p.set_defaults(func=run)
-
-
-def _texture_scale(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.25 <= value <= 8:  # beyond these, patterns alias to noise or a single period fills the image
-        raise argparse.ArgumentTypeError(f"expected a value in [0.25, 8], got {value}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

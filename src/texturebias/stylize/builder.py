@@ -225,9 +225,8 @@ class _Stylizer:
                 if self.preserve_color:
                     styles = torch.stack([p[1] for p in pairs]).to(self.model.device).float() / 255
                     styles = preserve_color(styles, content.to(self.model.device).float() / 255)
-                    stats = StyleStats(
-                        *mean_std(run_batch_of_two(self.model.encode, styles))
-                    )  # unclamped, as reference
+                    # unclamped, as the reference
+                    stats = StyleStats(*mean_std(run_batch_of_two(self.model.encode, styles)))
                 else:
                     stats = self._stats(pairs)
                 t = self.model.stylize_features(content_feat, stats, self.alpha)
