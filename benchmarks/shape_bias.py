@@ -15,10 +15,11 @@ Checks that all give identical decisions, and prints seconds and the ratios to t
 
 ``--whole-command`` times what a user waits for instead: ``texturebias shape-bias --model M`` in a fresh process
 (start-up, the three stimulus sets, bootstrap, human consistency, figures), against the forward alone over the
-same 1,600 stimuli, in interleaved rounds.
+same 1,600 stimuli, in interleaved rounds; ``--baseline-src DIR`` adds another checkout's command (DIR/src) to
+each round.
 
 Usage: ``TEXTUREBIAS_DATA=../shared/data .venv/bin/python benchmarks/shape_bias.py [--rounds 2] [--limit N]
-[--whole-command]``
+[--whole-command [--baseline-src DIR]]``
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -53,6 +55,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--limit", type=int, help="only the first N stimuli")
     parser.add_argument("--whole-command", action="store_true", help="time the shape-bias command end to end")
+    parser.add_argument("--baseline-src", help="with --whole-command: also time the command of another checkout's "
+                        "src/ (e.g. a git worktree of an older commit) in the same rounds")  # fmt: skip
     args = parser.parse_args()
     if args.whole_command:
         whole_command(args)
@@ -133,6 +137,8 @@ def whole_command(args: argparse.Namespace) -> None:
     model = model.eval().to(memory_format=torch.channels_last)
     transform = pre.eval_transform("auto")
     timings: dict[str, list[float]] = {"forward alone": [], "shape-bias command": []}
+    if args.baseline_src:
+        timings["baseline command"] = []
 
     def forward_alone() -> None:
         elapsed = 0.0
@@ -145,20 +151,25 @@ def whole_command(args: argparse.Namespace) -> None:
                 elapsed += time.perf_counter() - t0
         timings["forward alone"].append(elapsed)
 
-    def command() -> None:
+    def command(src: str | None = None) -> None:
         with tempfile.TemporaryDirectory() as out:
             cmd = [sys.executable, "-m", "texturebias", "shape-bias", "--model", args.model, "--out", out,
                    "--batch-size", str(args.batch_size)]  # fmt: skip
             if args.stimuli:
                 cmd += ["--stimuli", args.stimuli]
+            # PYTHONPATH comes before the editable install, so the baseline runs its own checkout's code.
+            env = {**os.environ, "PYTHONPATH": str(Path(src).resolve() / "src")} if src else None
             t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-            timings["shape-bias command"].append(time.perf_counter() - t0)
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
+            timings["baseline command" if src else "shape-bias command"].append(time.perf_counter() - t0)
 
+    runs = [("forward alone", forward_alone), ("shape-bias command", command)]
+    if args.baseline_src:
+        runs.append(("baseline command", lambda: command(args.baseline_src)))
     with torch.inference_mode():
         model(torch.zeros(2, 3, 224, 224).contiguous(memory_format=torch.channels_last))
     for r in range(args.rounds):
-        for name, fn in (("forward alone", forward_alone), ("shape-bias command", command)):
+        for name, fn in runs:
             fn()
             print(f"round {r + 1} {name:<18} {timings[name][-1]:7.1f} s", flush=True)
     print_medians(timings, f"{args.model}, {len(paths)} stimuli ({len(tables)} sets), batch {args.batch_size}, "

@@ -235,3 +235,31 @@ def test_efficientnet_lite0_on_the_real_1280_stimuli(shared_data, tmp_path) -> N
     assert r.shape.per_category["clock"] > 0.6 and r.shape.per_category["bird"] < 0.1
     summary = json.loads((tmp_path / "efficientnet_lite0" / "summary.json").read_text())
     assert summary["n_shape"] == r.shape.n_shape and summary["shape_bias_ci95"] == list(r.ci)
+
+
+def test_bootstrap_reuses_its_draws_without_changing_them(shared_data) -> None:
+    from texturebias.evaluate import metrics
+    from texturebias.utils.seed import rng_for
+
+    humans = read_trials(shared_data / "texture-vs-shape" / "raw-data" / "style-transfer-512-nomask-experiment")
+    one = humans[humans["subj"] == "subject-01"]
+    metrics._resample_counts.cache_clear()
+    ci_humans = bootstrap_shape_bias(humans, n_boot=2500, seed=3)
+    ci_one = bootstrap_shape_bias(one, n_boot=2500, seed=3)
+    # The same 1,280 images and seed: the second decision maker reuses the first one's draws.
+    assert metrics._resample_counts.cache_info().hits == 1
+    # The reference: the multinomial draws made chunk by chunk, as before the draws were kept.
+    for trials, ci in ((humans, ci_humans), (one, ci_one)):
+        df = metrics.cue_conflict_table(trials)
+        per_image = df.assign(key=df["imagename"].map(lambda n: n.split("_")[-1])).groupby("key")["decision"]
+        s = per_image.apply(lambda d: (d == "shape").sum()).to_numpy(float)
+        t = per_image.apply(lambda d: (d == "texture").sum()).to_numpy(float)
+        rng = rng_for("bootstrap_shape_bias", 3)
+        p = np.full(len(s), 1 / len(s))
+        draws = np.concatenate([rng.multinomial(len(s), p, size=m) for m in (1000, 1000, 500)])
+        stats = (draws @ s) / (draws @ s + draws @ t)
+        assert ci == tuple(np.quantile(stats, [0.025, 0.975]))
+    assert ci_humans != ci_one
+    assert all(not chunk.flags.writeable for chunk in metrics._resample_counts(len(s), 2500, 3))
+    # Pinned: the published humans CI at the default 10,000 resamples (results.json, docs).
+    assert bootstrap_shape_bias(humans) == (0.9523757450299821, 0.9648542897590627)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pandas as pd
 import pytest
@@ -12,10 +13,13 @@ from texturebias.errors import DataError
 from texturebias.evaluate.trials import (
     TRIAL_COLUMNS,
     canonical_condition,
+    canonical_conditions,
     check_categories,
     decision_makers,
     image_key,
+    image_keys,
     is_human,
+    load_human_trials,
     model_imagename,
     read_trials,
     write_trials,
@@ -118,3 +122,42 @@ def test_name_helpers() -> None:
     assert name == "0003_s5n_dnn_0_cat_00_cat1-airplane1.png"
     assert image_key(0, name) == image_key("0", "0007_s5n_s04_0_cat_00_cat1-airplane1.png")
     assert is_human("subject-10") and not is_human("resnet50")
+
+
+def test_table_helpers_match_the_scalar_ones() -> None:
+    conditions = pd.Series(["0.60", "0.6", "0", True, 1, 1.0, "True"], dtype=object)
+    assert canonical_conditions(conditions) == [canonical_condition(c) for c in conditions]
+    assert canonical_conditions([True, 1]) == ["true", "1"]  # equal and hashing alike, still told apart
+    names = pd.Series([f"000{i}_s5n_s01_0_cat_00_cat{i}-dog1.png" for i in range(3)], dtype="string")
+    conds = pd.Series(["0.0", "0", "0.5"], dtype="string")
+    assert image_keys(conds, names) == [image_key(c, n) for c, n in zip(conds, names, strict=True)]
+    assert image_keys(conds, names)[1] == "0|cat1-dog1.png"
+
+
+def test_human_trials_are_read_once_per_file_version(tmp_path) -> None:
+    from texturebias.evaluate import trials as trials_module
+
+    def rows(response: str) -> pd.DataFrame:
+        return pd.DataFrame(
+            [{"subj": subj, "session": 1, "trial": 1, "rt": 0.5, "object_response": response, "category": "cat",
+              "condition": "0", "imagename": "0001_s5n_s01_0_cat_00_cat1-dog1.png"}
+             for subj in ("subject-01", "resnet50")]
+        )  # fmt: skip
+
+    csv = tmp_path / "humans.csv"
+    write_trials(csv, rows("cat"))
+    calls = []
+    real = trials_module.read_trials
+    trials_module.read_trials = lambda p: calls.append(p) or real(p)
+    try:
+        first = load_human_trials("cue-conflict-humans", tmp_path)
+        first.loc[0, "object_response"] = "dog"  # a caller's edit does not reach the kept copy
+        second = load_human_trials("cue-conflict-humans", tmp_path)
+        assert len(calls) == 1 and list(second["subj"]) == ["subject-01"]
+        assert second.loc[0, "object_response"] == "cat"
+        write_trials(csv, rows("dog"))
+        os.utime(csv, ns=(csv.stat().st_atime_ns, csv.stat().st_mtime_ns + 10**9))  # an edit within the same tick
+        third = load_human_trials("cue-conflict-humans", tmp_path)
+        assert len(calls) == 2 and third.loc[0, "object_response"] == "dog"
+    finally:
+        trials_module.read_trials = real

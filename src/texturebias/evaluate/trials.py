@@ -18,8 +18,9 @@ API:
 - :func:`stimulus_name` (file name shown, with the ``0001_s5n_s01_0_bird_00_`` prefix stripped),
   :func:`texture_category` (cue-conflict texture class from the stimulus name), :func:`canonical_condition`
   (``"0.60"`` and ``"0.6"`` compare equal), :func:`image_key` (condition + stimulus: pairs a model's and a
-  human's trial on the same image), :func:`model_imagename` (a model row's imagename in the human pattern),
-  :func:`is_human`, :func:`decision_makers`.
+  human's trial on the same image; :func:`image_keys` and :func:`canonical_conditions` for a whole table),
+  :func:`model_imagename` (a model row's imagename in the human pattern), :func:`is_human`,
+  :func:`decision_makers`.
 """
 
 from __future__ import annotations
@@ -191,6 +192,33 @@ def image_key(condition: object, imagename: str) -> str:
     return f"{canonical_condition(condition)}|{stimulus_name(imagename)}"
 
 
+def canonical_conditions(conditions: Iterable[object]) -> list[str]:
+    """:func:`canonical_condition` of every value; each distinct value is canonicalised once (a table has a few)."""
+    # Keyed by type too: True == 1 and hash alike, but canonicalise to "true" and "1".
+    canonical: dict[tuple[type, object], str] = {}
+    out = []
+    for condition in _as_list(conditions):
+        memo = (type(condition), condition)
+        if memo not in canonical:
+            canonical[memo] = canonical_condition(condition)
+        out.append(canonical[memo])
+    return out
+
+
+def image_keys(conditions: Iterable[object], imagenames: Iterable[str]) -> list[str]:
+    """:func:`image_key` of every trial."""
+    return [
+        f"{condition}|{stimulus_name(imagename)}"
+        for condition, imagename in zip(canonical_conditions(conditions), _as_list(imagenames), strict=True)
+    ]
+
+
+def _as_list(values: Iterable[object]) -> list[object]:
+    # Iterating a pandas string column yields element by element through its extension array, ~10x slower.
+    tolist = getattr(values, "tolist", None)
+    return tolist() if callable(tolist) else list(values)
+
+
 def model_imagename(trial: int, code: str, condition: object, category: str, stimulus: str) -> str:
     """An ``imagename`` for a model's trial in the human pattern (``0001_s5n_dnn_0_bird_00_bird3-bird2.png``)."""
     return f"{trial:04d}_{code}_dnn_{condition}_{category}_00_{stimulus}"
@@ -235,5 +263,16 @@ def load_human_trials(name: str, root: str | os.PathLike[str] | None = None, *, 
             folder = base
     if folder is None:
         folder = dataset_dir(name, download=download, show_progress=False)
-    trials = read_trials(folder)
-    return trials[trials["subj"].map(is_human)].reset_index(drop=True)
+    files = _csv_files(folder)
+    # A shape-bias run reads each set's humans once for the report and once per model; the files' sizes and
+    # modification times key the copy kept, so an edited file is read again.
+    key = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if key not in _HUMAN_TRIALS:
+        trials = read_trials(files)
+        if len(_HUMAN_TRIALS) >= 8:
+            del _HUMAN_TRIALS[next(iter(_HUMAN_TRIALS))]
+        _HUMAN_TRIALS[key] = trials[trials["subj"].map(is_human)].reset_index(drop=True)
+    return _HUMAN_TRIALS[key].copy()
+
+
+_HUMAN_TRIALS: dict[tuple[tuple[str, int, int], ...], pd.DataFrame] = {}
