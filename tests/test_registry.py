@@ -143,3 +143,34 @@ def test_torchvision_is_imported_only_when_a_torchvision_model_is_asked_for() ->
 
     out = subprocess.run([sys.executable, "-c", LAZY_SCRIPT], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "resnet50-11ad3fa6.pth", "torchvision"]
+
+
+CLASH_SCRIPT = """
+import sys
+from texturebias.models.registry import ModelEntry, add_model
+for name in ("resnet50", "my_resnet50"):
+    try:
+        add_model(ModelEntry(name=name, builder=lambda: None, family="mine"))
+        print(name, "ok")
+    except ValueError as exc:
+        print(name, "refused:", exc)
+print("torchvision" in sys.modules)
+"""
+
+
+def test_torchvision_names_are_taken_before_torchvision_is_imported() -> None:
+    """A name of torchvision's lazily registered classifiers is refused at once, not at the first lookup later."""
+    import subprocess
+    import sys
+
+    import torchvision
+
+    from texturebias.models.torchvision_zoo import CLASSIFIER_NAMES
+
+    assert list(CLASSIFIER_NAMES) == torchvision.models.list_models(module=torchvision.models)
+    out = subprocess.run([sys.executable, "-c", CLASH_SCRIPT], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "resnet50 refused: model 'resnet50' registered twice (the name is one of torchvision's models)",
+        "my_resnet50 ok",
+        "False",
+    ]

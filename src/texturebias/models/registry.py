@@ -7,7 +7,7 @@ A leaf of ``models``: families import it to register themselves; lookups that ne
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from torch import nn
@@ -78,10 +78,24 @@ def register_model(
     return decorator
 
 
+_RESERVED: dict[str, str] = {}
+
+
+def reserve_names(names: Iterable[str], family: str) -> None:
+    """Claim ``names`` for a family that registers its entries only on first need (``torchvision``).
+
+    Another family registering one of them fails at once, as it would if the lazy family were registered already.
+    """
+    for name in names:
+        _RESERVED[name] = family
+
+
 def add_model(entry: ModelEntry) -> None:
     """Register an entry built elsewhere (used for families enumerated from another library)."""
     if entry.name in _REGISTRY:
         raise ValueError(f"model {entry.name!r} registered twice")
+    if _RESERVED.get(entry.name, entry.family) != entry.family:
+        raise ValueError(f"model {entry.name!r} registered twice (the name is one of {_RESERVED[entry.name]}'s models)")
     _REGISTRY[entry.name] = entry
     if entry.weights is not None:
         register_weights(entry.weights)
