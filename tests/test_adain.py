@@ -161,3 +161,16 @@ def test_official_builders_take_the_full_vgg() -> None:
     model = AdaIN(vgg_normalised(), adain_decoder())
     assert len(model.encoder) == 31 and model.style_layers == (3, 10, 17, 30)
     assert not any(p.requires_grad for p in model.encoder.parameters())
+
+
+def test_efficientnet_lite_encoder_ends_at_a_stage_and_conv_decoder_restores_the_size() -> None:
+    from texturebias.stylize.networks import conv_decoder, efficientnet_lite_encoder
+
+    encoder, style_layers, channels, stride = efficientnet_lite_encoder(upto=4, upsample=2)
+    assert (style_layers, channels, stride) == ((1, 2, 4, 6), 40, 8)
+    assert not encoder.training
+    feat = encoder(torch.rand(1, 3, 32, 32))
+    assert tuple(feat.shape) == (1, 40, 8, 8)  # 64 px after the x2 upsampling, stride 8
+    assert tuple(conv_decoder(40, width=32, upsample=4)(feat).shape) == (1, 3, 32, 32)
+    with pytest.raises(ValueError, match="does not end a stage"):
+        efficientnet_lite_encoder(upto=3)

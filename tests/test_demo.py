@@ -167,6 +167,10 @@ def test_cli_parses_demo_options() -> None:
     for bad in ("0", "-2", "many", "20"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["demo", "--texture-scale", bad])
+    assert args.stylizer == "random"
+    assert build_parser().parse_args(["demo", "--stylizer", "lite0"]).stylizer == "lite0"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo", "--stylizer", "vgg19"])
 
 
 def _stripe_period(scale: float) -> float:
@@ -203,11 +207,38 @@ def test_a_scaled_world_is_another_run_and_old_folders_hold_scale_1(tmp_path: Pa
     from texturebias.demo.config import QUICK
     from texturebias.demo.pipeline import _check_out
 
-    old = {k: v for k, v in asdict(QUICK).items() if k != "texture_scale"}  # a stamp written before the option
+    # A stamp written before the options: the scale-1 world and the random stylizer.
+    old = {k: v for k, v in asdict(QUICK).items() if k not in ("texture_scale", "stylizer")}
     (tmp_path / "demo-config.json").write_text(json.dumps({"seed": 0, "sizes": old}), encoding="utf-8")
     _check_out(tmp_path, DemoConfig(out=tmp_path, seed=0, quick=True), QUICK)  # accepted: the same world
-    with pytest.raises(TextureBiasError, match="other settings"):
-        _check_out(tmp_path, DemoConfig(out=tmp_path, seed=0, quick=True), replace(QUICK, texture_scale=2.0))
+    for other in (replace(QUICK, texture_scale=2.0), replace(QUICK, stylizer="lite0")):
+        with pytest.raises(TextureBiasError, match="other settings"):
+            _check_out(tmp_path, DemoConfig(out=tmp_path, seed=0, quick=True), other)
+
+
+def test_lite0_stylizer_is_built_from_the_imagenet_blocks() -> None:
+    import torch
+
+    from texturebias.demo.steps import build_stylizer
+    from texturebias.models import load_model
+
+    model = build_stylizer(3, "lite0")
+    assert model.style_layers == (1, 2, 4)  # stem, block 0 (end of stage 1), block 2 (end of stage 2: AdaIN)
+    x = torch.rand(2, 3, 32, 32)
+    feats = model.encode_with_intermediate(x)
+    assert [tuple(f.shape[1:]) for f in feats] == [(32, 64, 64), (16, 64, 64), (24, 32, 32)]
+    assert tuple(model.decode(feats[-1]).shape) == (2, 3, 32, 32)
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    # The AdaIN-layer features are Lite0's own block-2 output on the normalised, x4 upsampled image.
+    net, pre = load_model("efficientnet_lite0")
+    seen = {}
+    net._blocks[2].register_forward_hook(lambda m, i, o: seen.update(out=o))
+    mean, std = torch.tensor(pre.mean).view(1, 3, 1, 1), torch.tensor(pre.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        net.eval()(torch.nn.functional.interpolate((x - mean) / std, scale_factor=4, mode="bilinear"))
+    torch.testing.assert_close(feats[-1], seen["out"])
+    with pytest.raises(ValueError, match="unknown demo stylizer"):
+        build_stylizer(0, "vgg19")
 
 
 # ------------------------------------------------------------------------------------------ quick run

@@ -46,6 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="experimental: every texture of the generated world X times finer at the same 32 px (default 1; "
         "docs/demo.md measures 2 and 3 for the Stylized-ImageNet effect)",
     )
+    p.add_argument(
+        "--stylizer",
+        choices=("random", "lite0"),
+        default="random",
+        help="experimental: the AdaIN encoder, a frozen random VGG-style one (default) or the first blocks of the "
+        "ImageNet-trained EfficientNet-Lite0 (docs/demo.md)",
+    )
     p.set_defaults(func=run)
 
 
@@ -55,8 +62,10 @@ def run(args: argparse.Namespace) -> int:
     from texturebias.demo import DemoConfig, run_demo
 
     config = DemoConfig(out=args.out, seed=args.seed, quick=args.quick, stimuli=args.stimuli, detection=args.detection)
-    if args.texture_scale != 1:
-        config.sizes = dataclasses.replace(config.resolved_sizes(), texture_scale=args.texture_scale)
+    if args.texture_scale != 1 or args.stylizer != "random":
+        config.sizes = dataclasses.replace(
+            config.resolved_sizes(), texture_scale=args.texture_scale, stylizer=args.stylizer
+        )
     result = run_demo(config)
     for f in result.findings:
         verdict = "n/a " if f["held"] is None else ("HELD" if f["held"] else "FAIL")

@@ -16,6 +16,7 @@ CNN = "demo_cnn"
 BAGNET = "demo_bagnet"
 CHANCE = 1.0 / len(world.SHAPES)
 HUMAN_SHAPE_BIAS = 0.9587  # REFERENCE §3, pooled over 10 subjects
+STYLIZERS = ("random", "lite0")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class DemoSizes:
     # Textures this many times finer at the same 32 px (demo.world; class, randomised and style textures alike).
     # 1 is the demo's world. Issue 18 measured 2 and 3 (docs/demo.md): the stylized CNN's shape bias rises.
     texture_scale: float = 1.0
+    # The AdaIN encoder: "random" (frozen random VGG-style, the demo's) or "lite0" (the first blocks of the
+    # ImageNet-trained EfficientNet-Lite0, the world upsampled x4 inside it). Issue 18 (docs/demo.md).
+    stylizer: str = "random"
 
 
 FULL = DemoSizes()

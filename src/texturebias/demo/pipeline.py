@@ -90,6 +90,7 @@ def _check_out(out: Path, config: DemoConfig, sizes: DemoSizes) -> None:
         have = json.loads(stamp.read_text(encoding="utf-8"))
         # Folders written before the texture scale existed hold the scale-1 world.
         have.get("sizes", {}).setdefault("texture_scale", 1.0)
+        have.get("sizes", {}).setdefault("stylizer", "random")
         if have != want:
             raise TextureBiasError(
                 f"{out} holds a demo run with other settings (seed {have.get('seed')}, sizes {have.get('sizes')}); "
@@ -150,10 +151,16 @@ def run_demo(config: DemoConfig, *, on_step: Callable[[str], None] | None = None
     with step("train the AdaIN decoder and stylize"):
         stylized, decoder_path = make_stylized(folders, data_root, seed, sizes)
         folders.update(stylized)
+    base = "QUICK" if config.quick else "FULL"
+    # The experimental settings (texture scale, stylizer) are part of the command, so it rebuilds the same data.
+    default = DemoSizes()
+    changed = {k: getattr(sizes, k) for k in ("texture_scale", "stylizer") if getattr(sizes, k) != getattr(default, k)}
+    sizes_expr = f"replace({base}, {', '.join(f'{k}={v!r}' for k, v in changed.items())})" if changed else base
     commands["stylize"] = (
-        'python -c "from texturebias.demo.pipeline import build_stylizer, make_stylized, make_datasets, QUICK, FULL; '
-        f"from pathlib import Path; make_stylized(make_datasets(Path('{data_root}'), {seed}, "
-        f"{'QUICK' if config.quick else 'FULL'}), Path('{data_root}'), {seed}, {'QUICK' if config.quick else 'FULL'})\""
+        'python -c "from dataclasses import replace; from pathlib import Path; '
+        "from texturebias.demo.pipeline import make_stylized, make_datasets, QUICK, FULL; "
+        f"s = {sizes_expr}; root = Path('{data_root}'); "
+        f'make_stylized(make_datasets(root, {seed}, s), root, {seed}, s)"'
     )
     # 2c. Test sets in memory.
     with step("load the test sets"):

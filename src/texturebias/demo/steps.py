@@ -26,7 +26,7 @@ from texturebias.models import resolve_preprocessing
 from texturebias.models.weights import load_checkpoint, load_into
 from texturebias.stylize.adain import AdaIN
 from texturebias.stylize.builder import stylize_folder
-from texturebias.stylize.networks import mirrored_decoder, small_vgg_encoder
+from texturebias.stylize.networks import conv_decoder, efficientnet_lite_encoder, mirrored_decoder, small_vgg_encoder
 from texturebias.stylize.train import train_decoder
 from texturebias.train.loop import train
 from texturebias.train.recipes import TrainConfig
@@ -95,14 +95,25 @@ def make_datasets(root: Path, seed: int, sizes: DemoSizes) -> dict[str, Path]:
 
 
 # ---------------------------------------------------------------------------------------------- stylizer
-def build_stylizer(seed: int) -> Any:
-    """The demo's AdaIN: frozen random VGG-style encoder (AdaIN at its relu2_1-like layer) + mirrored decoder.
+def build_stylizer(seed: int, kind: str = "random") -> Any:
+    """The demo's AdaIN: a frozen encoder and the decoder to train.
 
+    ``"random"``: a frozen random VGG-style encoder (AdaIN at its relu2_1-like layer) and its mirrored decoder.
     A randomly initialised (Kaiming) encoder was as good as a briefly trained one in the prototype: AdaIN
     needs feature statistics that describe texture, which random conv features already give (cf. Ulyanov
     et al., 2017 on random networks as image priors).
+
+    ``"lite0"``: the stem and blocks 0-2 of the ImageNet-trained EfficientNet-Lite0 (24 channels), the 32-px
+    image upsampled x4 inside it so that its features sit at a 32x32 grid, and a plain conv decoder: features
+    learned on natural images, as the Stylized-ImageNet stylizer's VGG-19 (issue 18, docs/demo.md).
     """
 
+    if kind == "lite0":
+        encoder, style_layers, channels_out, stride = efficientnet_lite_encoder(upto=2, upsample=4)
+        torch.manual_seed(seed)
+        return AdaIN(encoder, conv_decoder(channels_out, width=64, upsample=stride // 4), style_layers=style_layers)
+    if kind != "random":
+        raise ValueError(f"unknown demo stylizer {kind!r}")
     channels = (32, 64)
     encoder, style_layers = small_vgg_encoder(channels, convs_per_stage=1, seed=seed)
     torch.manual_seed(seed)
@@ -113,7 +124,7 @@ def build_stylizer(seed: int) -> Any:
 def make_stylized(folders: dict[str, Path], root: Path, seed: int, sizes: DemoSizes) -> tuple[dict[str, Path], Path]:
     """Train the demo decoder, then stylize the natural train and test sets; returns folders and decoder path."""
 
-    model = build_stylizer(seed)
+    model = build_stylizer(seed, sizes.stylizer)
     result = train_decoder(
         folders["natural/train"],
         folders["styles"],
