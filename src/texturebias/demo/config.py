@@ -16,7 +16,6 @@ CNN = "demo_cnn"
 BAGNET = "demo_bagnet"
 CHANCE = 1.0 / len(world.SHAPES)
 HUMAN_SHAPE_BIAS = 0.9587  # REFERENCE §3, pooled over 10 subjects
-STYLIZERS = ("random", "lite0")
 
 
 @dataclass(frozen=True)

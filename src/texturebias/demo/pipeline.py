@@ -88,7 +88,7 @@ def _check_out(out: Path, config: DemoConfig, sizes: DemoSizes) -> None:
     want = {"seed": config.seed, "sizes": dataclasses.asdict(sizes)}
     if stamp.exists():
         have = json.loads(stamp.read_text(encoding="utf-8"))
-        # Folders written before the texture scale existed hold the scale-1 world.
+        # Folders written before these options existed hold the scale-1 world and the random stylizer.
         have.get("sizes", {}).setdefault("texture_scale", 1.0)
         have.get("sizes", {}).setdefault("stylizer", "random")
         if have != want:

@@ -189,9 +189,14 @@ def accuracy(trials: pd.DataFrame) -> float:
     return float(is_correct(trials).mean()) if len(trials) else math.nan
 
 
+def _bools(values: Iterable[bool]) -> np.ndarray:
+    # list() only for other iterables (generators): on an array it would box every element.
+    return np.asarray(values if isinstance(values, np.ndarray) else list(values), bool)
+
+
 def observed_consistency(correct_a: Iterable[bool], correct_b: Iterable[bool]) -> float:
     """Fraction of paired trials where both are right or both are wrong."""
-    a, b = (np.asarray(c if isinstance(c, np.ndarray) else list(c), bool) for c in (correct_a, correct_b))
+    a, b = _bools(correct_a), _bools(correct_b)
     if a.shape != b.shape or a.size == 0:
         raise ValueError("need two non-empty vectors of equal length")
     return float((a == b).mean())
@@ -208,7 +213,7 @@ def cohens_kappa(correct_a: Iterable[bool], correct_b: Iterable[bool]) -> float:
     Geirhos, Meding & Wichmann, NeurIPS 2020. When c_exp = 1 (both always right or always wrong) the
     observers agree perfectly and κ is defined as 1, as in model-vs-human.
     """
-    a, b = (np.asarray(c if isinstance(c, np.ndarray) else list(c), bool) for c in (correct_a, correct_b))
+    a, b = _bools(correct_a), _bools(correct_b)
     c_obs = observed_consistency(a, b)
     c_exp = expected_consistency(float(a.mean()), float(b.mean()))
     if c_obs == 1.0 or c_exp == 1.0:

@@ -266,7 +266,7 @@ def load_human_trials(name: str, root: str | os.PathLike[str] | None = None, *, 
     files = _csv_files(folder)
     # A shape-bias run reads each set's humans once for the report and once per model; the files' sizes and
     # modification times key the copy kept, so an edited file is read again.
-    key = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    key = tuple((str(f.resolve()), st.st_size, st.st_mtime_ns) for f in files for st in (f.stat(),))
     if key not in _HUMAN_TRIALS:
         trials = read_trials(files)
         if len(_HUMAN_TRIALS) >= 8:
