@@ -89,3 +89,23 @@ def test_help_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_analyze_does_not_import_torch(shared_data) -> None:
+    """Reading trial CSVs needs no torch: `texturebias analyze` starts in under a second instead of ~3 s.
+
+    The metrics seed NumPy through ``utils.seed.rng_for``, whose module imports torch only inside the functions
+    that seed or save torch's generators.
+    """
+    import subprocess
+    import sys
+
+    folder = shared_data / "texture-vs-shape" / "raw-data" / "style-transfer-512-nomask-experiment"
+    code = (
+        "import sys\nfrom texturebias.cli import main\n"
+        f"assert main(['analyze', {str(folder)!r}, '--json']) == 0\n"
+        "print('torch' in sys.modules, file=sys.stderr)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stderr.strip().splitlines()[-1] == "False"
+    assert '"humans"' in run.stdout

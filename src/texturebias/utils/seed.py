@@ -1,20 +1,26 @@
-"""Seeding helpers: one call makes Python, NumPy and torch reproducible."""
+"""Seeding helpers: one call makes Python, NumPy and torch reproducible.
+
+torch is imported inside the functions that need it: the bootstrap and the human-data code seed NumPy through
+:func:`rng_for` and run in a thread while the main thread is still importing torch
+(:mod:`texturebias.evaluate.humans`).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.distributed as dist
 
-from texturebias.utils.distributed import DistInfo
+if TYPE_CHECKING:
+    from texturebias.utils.distributed import DistInfo
 
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's global and torch's RNGs (all devices)."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -37,6 +43,8 @@ def rng_for(*parts: object) -> np.random.Generator:
 
 def rng_state() -> dict[str, Any]:
     """Every RNG state of this process (torch, CUDA, Python, NumPy), in a form ``weights_only`` loading accepts."""
+    import torch
+
     np_state = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -51,6 +59,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`rng_state` captured (exact resume)."""
+    import torch
+
     torch.set_rng_state(state["torch"])
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
@@ -62,6 +72,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def gather_rng_states(info: DistInfo) -> list[dict[str, Any]]:
     """Every rank's :func:`rng_state` (a collective call under torchrun: all ranks must take part)."""
+    import torch
+    import torch.distributed as dist
+
     own = rng_state()
     if not info.distributed:
         return [own]
