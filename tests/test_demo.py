@@ -167,6 +167,11 @@ def test_cli_parses_demo_options() -> None:
     for bad in ("0", "-2", "many", "20"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["demo", "--texture-scale", bad])
+    assert args.texture_match == 0.9
+    assert build_parser().parse_args(["demo", "--texture-match", "1"]).texture_match == 1.0
+    for bad in ("0.1", "1.5", "all"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["demo", "--texture-match", bad])
     assert args.stylizer == "random"
     assert build_parser().parse_args(["demo", "--stylizer", "lite0"]).stylizer == "lite0"
     with pytest.raises(SystemExit):
@@ -208,10 +213,11 @@ def test_a_scaled_world_is_another_run_and_old_folders_hold_scale_1(tmp_path: Pa
     from texturebias.demo.pipeline import _check_out
 
     # A stamp written before the options: the scale-1 world and the random stylizer.
-    old = {k: v for k, v in asdict(QUICK).items() if k not in ("texture_scale", "stylizer")}
+    old = {k: v for k, v in asdict(QUICK).items() if k not in ("texture_scale", "stylizer", "texture_match")}
     (tmp_path / "demo-config.json").write_text(json.dumps({"seed": 0, "sizes": old}), encoding="utf-8")
     _check_out(tmp_path, DemoConfig(out=tmp_path, seed=0, quick=True), QUICK)  # accepted: the same world
-    for other in (replace(QUICK, texture_scale=2.0), replace(QUICK, stylizer="lite0")):
+    for other in (replace(QUICK, texture_scale=2.0), replace(QUICK, stylizer="lite0"),
+                  replace(QUICK, texture_match=1.0)):  # fmt: skip
         with pytest.raises(TextureBiasError, match="other settings"):
             _check_out(tmp_path, DemoConfig(out=tmp_path, seed=0, quick=True), other)
 
@@ -347,3 +353,22 @@ def test_report_renders_in_headless_chromium(quick_run: Path) -> None:
 def test_sizes_scale_the_work() -> None:
     full = DemoSizes()
     assert QUICK.n_train < full.n_train and QUICK.epochs <= full.epochs and not QUICK.real_stimuli
+
+
+def test_texture_match_sets_how_often_a_natural_shape_wears_its_texture(tmp_path: Path) -> None:
+    def matched(p: float) -> float:
+        samples = [world.make_sample("natural", i, 1, p_match=p) for i in range(400)]
+        return float(np.mean([smp.shape == smp.texture for smp in samples]))
+
+    # 0.9 is the demo's world, byte for byte the same as before the option; 1.0 never mismatches.
+    assert 0.86 <= matched(0.9) <= 0.94 and matched(1.0) == 1.0
+    a, b = world.make_sample("natural", 7, 0), world.make_sample("natural", 7, 0, p_match=0.9)
+    assert np.array_equal(a.image, b.image) and a.filename == b.filename
+    # Other sets ignore it; a written natural set is stamped with it so that another value is not taken as done.
+    cc = [world.make_sample("cue-conflict", i, 0, p_match=1.0).filename for i in range(3)]
+    assert cc == [world.make_sample("cue-conflict", i, 0).filename for i in range(3)]
+    world.write_set(tmp_path / "n", "natural", 40, 0, p_match=1.0)
+    names = [f.name for f in (tmp_path / "n").rglob("*.png")]
+    assert len(names) == 40 and all(world.TEXTURES[world.SHAPES.index(n.split("-")[0])] == n.split("-")[1]
+                                    for n in names)  # fmt: skip
+    assert [m.name for m in (tmp_path / "n").glob(".complete-*")] == [".complete-natural-train-seed0-n40-match1"]

@@ -47,6 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "docs/demo.md measures 2 and 3 for the Stylized-ImageNet effect)",
     )
     p.add_argument(
+        "--texture-match",
+        type=float_between(0.125, 1.0),  # below 1/8 (chance for 8 classes) texture would predict other classes
+        default=0.9,
+        metavar="P",
+        help="experimental: probability that a natural image's shape wears its class's texture (default 0.9; at 1 "
+        "texture predicts the class as well as shape; docs/demo.md)",
+    )
+    p.add_argument(
         "--stylizer",
         choices=("random", "lite0"),
         default="random",
@@ -62,9 +70,12 @@ def run(args: argparse.Namespace) -> int:
     from texturebias.demo import DemoConfig, run_demo
 
     config = DemoConfig(out=args.out, seed=args.seed, quick=args.quick, stimuli=args.stimuli, detection=args.detection)
-    if args.texture_scale != 1 or args.stylizer != "random":
+    if args.texture_scale != 1 or args.texture_match != 0.9 or args.stylizer != "random":
         config.sizes = dataclasses.replace(
-            config.resolved_sizes(), texture_scale=args.texture_scale, stylizer=args.stylizer
+            config.resolved_sizes(),
+            texture_scale=args.texture_scale,
+            texture_match=args.texture_match,
+            stylizer=args.stylizer,
         )
     result = run_demo(config)
     for f in result.findings:

@@ -51,6 +51,9 @@ class DemoSizes:
     # Textures this many times finer at the same 32 px (demo.world; class, randomised and style textures alike).
     # 1 is the demo's world. Issue 18 measured 2 and 3 (docs/demo.md): the stylized CNN's shape bias rises.
     texture_scale: float = 1.0
+    # Natural set: probability that shape k wears texture k. At 0.9 the 10 % of mismatched images teach the natural
+    # CNN some shape; at 1.0 texture predicts the class exactly as well as shape. Issue 18 (docs/demo.md).
+    texture_match: float = 0.9
     # The AdaIN encoder: "random" (frozen random VGG-style, the demo's) or "lite0" (the first blocks of the
     # ImageNet-trained EfficientNet-Lite0, the world upsampled x4 inside it). Issue 18 (docs/demo.md).
     stylizer: str = "random"

@@ -235,6 +235,7 @@ def run_detection_transfer(
     *,
     commands: dict[str, str] | None = None,
     texture_scale: float = 1.0,
+    texture_match: float = 0.9,
 ) -> dict[str, Any]:
     """Write the scenes, fine-tune one detector per backbone, evaluate with bootstrap CIs (module docstring).
 
@@ -246,6 +247,7 @@ def run_detection_transfer(
         commands: When given, the equivalent ``detect-train`` command lines are added to it.
         texture_scale: The world's texture scale (:mod:`texturebias.demo.world`); the demo's out folder is stamped
             with it.
+        texture_match: The world's probability that a shape wears its class's texture (likewise).
 
     Returns:
         The step's result (also written to ``out/detection/detection.json``): per backbone the mAPs (VOC07
@@ -258,7 +260,7 @@ def run_detection_transfer(
     threads = torch.get_num_threads()
     torch.set_num_threads(sizes.torch_threads)
     try:
-        return _run(folder, seed, sizes, checkpoints, commands, texture_scale)
+        return _run(folder, seed, sizes, checkpoints, commands, texture_scale, texture_match)
     finally:
         torch.set_num_threads(threads)
 
@@ -270,11 +272,12 @@ def _run(
     checkpoints: Mapping[str, Path | None],
     commands: dict[str, str] | None,
     texture_scale: float,
+    texture_match: float,
 ) -> dict[str, Any]:
     t0, c0 = time.perf_counter(), time.process_time()
     voc = write_detection_voc(folder / "voc", seed, splits={"trainval": sizes.n_train, "test": sizes.n_test},
                               size=sizes.scene_size, max_objects=sizes.max_objects,
-                              texture_scale=texture_scale)  # fmt: skip
+                              texture_scale=texture_scale, p_match=texture_match)  # fmt: skip
     timings: dict[str, float] = {"scenes": round(time.perf_counter() - t0, 2)}
     test = load_voc(voc, (TEST_SET,))
     image_ids = [img.image_id for img in test.images]

@@ -91,6 +91,7 @@ def _check_out(out: Path, config: DemoConfig, sizes: DemoSizes) -> None:
         # Folders written before these options existed hold the scale-1 world and the random stylizer.
         have.get("sizes", {}).setdefault("texture_scale", 1.0)
         have.get("sizes", {}).setdefault("stylizer", "random")
+        have.get("sizes", {}).setdefault("texture_match", 0.9)
         if have != want:
             raise TextureBiasError(
                 f"{out} holds a demo run with other settings (seed {have.get('seed')}, sizes {have.get('sizes')}); "
@@ -154,7 +155,11 @@ def run_demo(config: DemoConfig, *, on_step: Callable[[str], None] | None = None
     base = "QUICK" if config.quick else "FULL"
     # The experimental settings (texture scale, stylizer) are part of the command, so it rebuilds the same data.
     default = DemoSizes()
-    changed = {k: getattr(sizes, k) for k in ("texture_scale", "stylizer") if getattr(sizes, k) != getattr(default, k)}
+    changed = {
+        k: getattr(sizes, k)
+        for k in ("texture_scale", "texture_match", "stylizer")
+        if getattr(sizes, k) != getattr(default, k)
+    }
     sizes_expr = f"replace({base}, {', '.join(f'{k}={v!r}' for k, v in changed.items())})" if changed else base
     commands["stylize"] = (
         'python -c "from dataclasses import replace; from pathlib import Path; '
@@ -236,7 +241,7 @@ def run_demo(config: DemoConfig, *, on_step: Callable[[str], None] | None = None
         with step("detection transfer: scenes, detectors, mAP"):
             summary["detection"] = run_detection_transfer(
                 out, seed, config.resolved_detection_sizes(), _backbone_checkpoints(config, checkpoints),
-                commands=commands, texture_scale=sizes.texture_scale,
+                commands=commands, texture_scale=sizes.texture_scale, texture_match=sizes.texture_match,
             )  # fmt: skip
 
     # 3. Findings, figures, report.

@@ -159,6 +159,7 @@ def write_detection_voc(
     max_objects: int = 3,
     textures: str = "natural",
     texture_scale: float = 1.0,
+    p_match: float = 0.9,
 ) -> Path:
     """Write scenes in the devkit layout under ``root/VOC2007`` (resumable: finished images are kept).
 
@@ -173,6 +174,7 @@ def write_detection_voc(
         max_objects: Objects per scene, at most.
         textures: Texture rule (see :func:`make_scene`).
         texture_scale: Textures that many times finer (see :func:`make_scene`).
+        p_match: Natural textures: probability that shape k wears texture k (see :func:`make_scene`).
 
     Returns:
         The year folder ``root/VOC2007``.
@@ -185,7 +187,7 @@ def write_detection_voc(
 
     def render(image_id: str, split: str) -> SyntheticScene:
         scene = make_scene(int(image_id) - first_id[split], seed, split=split, size=size, max_objects=max_objects,
-                           textures=textures, texture_scale=texture_scale)  # fmt: skip
+                           textures=textures, texture_scale=texture_scale, p_match=p_match)  # fmt: skip
         return SyntheticScene(scene.image, scene.annotation(image_id))
 
     return write_scenes_voc(root, render, splits=splits, classes=world.SHAPES, skip_existing=True)

@@ -89,7 +89,7 @@ def make_datasets(root: Path, seed: int, sizes: DemoSizes) -> dict[str, Path]:
     for name, kind, count, split in plan:
         folder = root / name
         world.write_set(folder, kind, count, seed, split=split, desc=f"generate {name}", workers=sizes.workers,
-                        texture_scale=sizes.texture_scale)  # fmt: skip
+                        texture_scale=sizes.texture_scale, p_match=sizes.texture_match)  # fmt: skip
         folders[name] = folder
     return folders
 

@@ -373,10 +373,12 @@ def make_sample(
     raise ValueError(f"unknown set kind {kind!r}; expected one of {', '.join(SET_KINDS)}")
 
 
-def _write_range(root: Path, kind: str, seed: int, split: str, start: int, stop: int, texture_scale: float) -> int:
+def _write_range(
+    root: Path, kind: str, seed: int, split: str, start: int, stop: int, texture_scale: float, p_match: float
+) -> int:
     """Write images ``start..stop-1`` of a set (skipping existing files); returns how many were handled."""
     for i in range(start, stop):
-        sample = make_sample(kind, i, seed, split=split, texture_scale=texture_scale)
+        sample = make_sample(kind, i, seed, split=split, p_match=p_match, texture_scale=texture_scale)
         path = root / sample.label / sample.filename
         if not path.exists():
             with atomic_path(path) as tmp:
@@ -394,6 +396,7 @@ def write_set(
     desc: str | None = None,
     workers: int = 0,
     texture_scale: float = 1.0,
+    p_match: float = 0.9,
 ) -> int:
     """Write ``count`` images of a set as an ImageFolder (``root/<class>/<file>.png``); resumable.
 
@@ -410,6 +413,7 @@ def write_set(
         desc: Progress-bar label.
         workers: Processes generating in parallel (0: in this process). The files do not depend on it.
         texture_scale: Textures that many times finer (module docstring).
+        p_match: Natural set: probability that shape k wears texture k (other sets ignore it).
 
     Returns:
         The number of images in the set.
@@ -417,6 +421,8 @@ def write_set(
     root = Path(root)
     # The scale is in the marker only when it is not 1, so sets written before it existed stay complete.
     scaled = "" if texture_scale == 1 else f"-texture{texture_scale:g}"
+    if kind == "natural" and p_match != 0.9:  # likewise for the match probability
+        scaled += f"-match{p_match:g}"
     marker = root / f".complete-{kind}-{split}-seed{seed}-n{count}{scaled}"
     if marker.exists():
         return count
@@ -433,11 +439,12 @@ def write_set(
             # fork: the children only run numpy/PIL code and inherit the imported modules (no re-import cost).
             ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
             with ProcessPoolExecutor(min(workers, len(ranges)), mp_context=ctx) as pool:
-                jobs = [pool.submit(_write_range, root, kind, seed, split, a, b, texture_scale) for a, b in ranges]
+                jobs = [pool.submit(_write_range, root, kind, seed, split, a, b, texture_scale, p_match)
+                        for a, b in ranges]  # fmt: skip
                 for job in jobs:
                     bar.update(job.result())
         else:
             for a, b in ranges:
-                bar.update(_write_range(root, kind, seed, split, a, b, texture_scale))
+                bar.update(_write_range(root, kind, seed, split, a, b, texture_scale, p_match))
     marker.touch()
     return count
