@@ -172,6 +172,11 @@ def test_cli_parses_demo_options() -> None:
     for bad in ("0.1", "1.5", "all"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["demo", "--texture-match", bad])
+    assert args.stylize_alpha is None  # the sizes' own alpha (0.8 full and quick)
+    assert build_parser().parse_args(["demo", "--stylize-alpha", "0.7"]).stylize_alpha == 0.7
+    for bad in ("0", "1.2"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["demo", "--stylize-alpha", bad])
     assert args.stylizer == "random"
     assert build_parser().parse_args(["demo", "--stylizer", "lite0"]).stylizer == "lite0"
     with pytest.raises(SystemExit):

@@ -55,6 +55,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "texture predicts the class as well as shape; docs/demo.md)",
     )
     p.add_argument(
+        "--stylize-alpha",
+        type=float_between(0.05, 1.0),
+        default=None,
+        metavar="A",
+        help="experimental: AdaIN style strength of the stylized set (default 0.8; lower keeps more shape and more "
+        "texture; docs/demo.md)",
+    )
+    p.add_argument(
         "--stylizer",
         choices=("random", "lite0"),
         default="random",
@@ -70,12 +78,14 @@ def run(args: argparse.Namespace) -> int:
     from texturebias.demo import DemoConfig, run_demo
 
     config = DemoConfig(out=args.out, seed=args.seed, quick=args.quick, stimuli=args.stimuli, detection=args.detection)
-    if args.texture_scale != 1 or args.texture_match != 0.9 or args.stylizer != "random":
+    if args.texture_scale != 1 or args.texture_match != 0.9 or args.stylizer != "random" or args.stylize_alpha:
+        sizes = config.resolved_sizes()
         config.sizes = dataclasses.replace(
-            config.resolved_sizes(),
+            sizes,
             texture_scale=args.texture_scale,
             texture_match=args.texture_match,
             stylizer=args.stylizer,
+            stylize_alpha=args.stylize_alpha or sizes.stylize_alpha,
         )
     result = run_demo(config)
     for f in result.findings:

@@ -157,7 +157,7 @@ def run_demo(config: DemoConfig, *, on_step: Callable[[str], None] | None = None
     default = DemoSizes()
     changed = {
         k: getattr(sizes, k)
-        for k in ("texture_scale", "texture_match", "stylizer")
+        for k in ("texture_scale", "texture_match", "stylize_alpha", "stylizer")
         if getattr(sizes, k) != getattr(default, k)
     }
     sizes_expr = f"replace({base}, {', '.join(f'{k}={v!r}' for k, v in changed.items())})" if changed else base
