@@ -377,3 +377,17 @@ def test_texture_match_sets_how_often_a_natural_shape_wears_its_texture(tmp_path
     assert len(names) == 40 and all(world.TEXTURES[world.SHAPES.index(n.split("-")[0])] == n.split("-")[1]
                                     for n in names)  # fmt: skip
     assert [m.name for m in (tmp_path / "n").glob(".complete-*")] == [".complete-natural-train-seed0-n40-match1"]
+
+
+def test_report_describes_the_world_and_stylizer_that_ran(quick_run: Path) -> None:
+    from texturebias.demo.report import render_report
+
+    summary = json.loads((quick_run / "summary.json").read_text())
+    default = render_report(summary, {})
+    assert "with probability 0.9, so texture is a shortcut" in default and "finer than" not in default
+    assert "frozen random VGG-style encoder" in default and "&alpha; = 0.8" in default
+    summary["sizes"].update(texture_scale=3.0, texture_match=1.0, stylize_alpha=0.7, stylizer="lite0")
+    other = render_report(summary, {})
+    assert "Every texture is 3&times; finer" in other
+    assert "with probability 1, so texture predicts the class exactly as well as shape" in other
+    assert "EfficientNet-Lite0 as encoder" in other and "&alpha; = 0.7" in other

@@ -88,7 +88,7 @@ def _check_out(out: Path, config: DemoConfig, sizes: DemoSizes) -> None:
     want = {"seed": config.seed, "sizes": dataclasses.asdict(sizes)}
     if stamp.exists():
         have = json.loads(stamp.read_text(encoding="utf-8"))
-        # Folders written before these options existed hold the scale-1 world and the random stylizer.
+        # Folders written before these options existed hold the scale-1 world, match 0.9 and the random stylizer.
         have.get("sizes", {}).setdefault("texture_scale", 1.0)
         have.get("sizes", {}).setdefault("stylizer", "random")
         have.get("sizes", {}).setdefault("texture_match", 0.9)
@@ -153,7 +153,8 @@ def run_demo(config: DemoConfig, *, on_step: Callable[[str], None] | None = None
         stylized, decoder_path = make_stylized(folders, data_root, seed, sizes)
         folders.update(stylized)
     base = "QUICK" if config.quick else "FULL"
-    # The experimental settings (texture scale, stylizer) are part of the command, so it rebuilds the same data.
+    # The experimental settings (texture scale and match, alpha, stylizer) are part of the command, so it rebuilds
+    # the same data.
     default = DemoSizes()
     changed = {
         k: getattr(sizes, k)

@@ -101,16 +101,25 @@ def render_report(summary: Mapping[str, Any], figures: Mapping[str, Path]) -> st
 
     # Step 2: the world.
     sz = s["sizes"]
+    # The experimental options (docs/demo.md) change the world and the stylizer: the text says which ran.
+    match = float(sz.get("texture_match", 0.9))
+    shortcut = ("so texture predicts the class exactly as well as shape" if match == 1
+                else "so texture is a shortcut, as on ImageNet")  # fmt: skip
+    scale = float(sz.get("texture_scale", 1.0))
+    finer = f" Every texture is {scale:g}&times; finer than in the demo's default world." if scale != 1 else ""
+    encoder = ("the first blocks of the ImageNet-trained EfficientNet-Lite0 as encoder, the image upsampled x4 "
+               "inside it" if sz.get("stylizer") == "lite0"
+               else "frozen random VGG-style encoder, AdaIN at a relu2_1-like layer")  # fmt: skip
     add("<h2>2. A miniature replication in a generated world</h2>")
     add("<p>Eight shape classes (arrow, circle, crescent, cross, ellipse, square, star, triangle) at random pose "
         "on plain or noisy backgrounds, filled with eight texture classes (stripes, dots, checker, waves, blobs and "
         "scikit-image's brick, grass and gravel photographs), each in its own two-colour palette; 32&times;32 "
-        f"pixels, {sz['n_train']} training and {sz['n_test']} test images per set. In the <i>natural</i> set shape "
-        "k wears texture k with probability 0.9, so texture is a shortcut, as on ImageNet. In the "
-        "<i>randomised</i> set textures come from a separate bank with random colours, so only shape predicts the "
-        "class (the ideal that Stylized-ImageNet approximates). The <i>stylized</i> set is the natural set "
-        "re-rendered by AdaIN [huang2017] with bank textures as styles (frozen random VGG-style encoder, AdaIN at "
-        f"a relu2_1-like layer, decoder trained here, style strength &alpha; = {sz.get('stylize_alpha', 1.0)}). "
+        f"pixels, {sz['n_train']} training and {sz['n_test']} test images per set.{finer} In the <i>natural</i> "
+        f"set shape k wears texture k with probability {match:g}, {shortcut}. In the <i>randomised</i> set "
+        "textures come from a separate bank with random colours, so only shape predicts the class (the ideal "
+        "that Stylized-ImageNet approximates). The <i>stylized</i> set is the natural set "
+        f"re-rendered by AdaIN [huang2017] with bank textures as styles ({encoder}, decoder trained here, style "
+        f"strength &alpha; = {sz.get('stylize_alpha', 1.0)}). "
         "The <i>cue-conflict</i> set puts texture B on shape A "
         "(A &ne; B); <i>silhouettes</i> are flat-coloured shapes (shape only).</p>")  # fmt: skip
     if "samples" in figures:
