@@ -78,15 +78,16 @@ def run(args: argparse.Namespace) -> int:
     from texturebias.demo import DemoConfig, run_demo
 
     config = DemoConfig(out=args.out, seed=args.seed, quick=args.quick, stimuli=args.stimuli, detection=args.detection)
-    if args.texture_scale != 1 or args.texture_match != 0.9 or args.stylizer != "random" or args.stylize_alpha:
-        sizes = config.resolved_sizes()
-        config.sizes = dataclasses.replace(
-            sizes,
-            texture_scale=args.texture_scale,
-            texture_match=args.texture_match,
-            stylizer=args.stylizer,
-            stylize_alpha=args.stylize_alpha or sizes.stylize_alpha,
-        )
+    sizes = config.resolved_sizes()
+    chosen = dataclasses.replace(
+        sizes,
+        texture_scale=args.texture_scale,
+        texture_match=args.texture_match,
+        stylizer=args.stylizer,
+        stylize_alpha=args.stylize_alpha or sizes.stylize_alpha,
+    )
+    if chosen != sizes:  # the experimental options; without them the run keeps the full / quick defaults
+        config.sizes = chosen
     result = run_demo(config)
     for f in result.findings:
         verdict = "n/a " if f["held"] is None else ("HELD" if f["held"] else "FAIL")

@@ -53,7 +53,7 @@ class DemoSizes:
     texture_scale: float = 1.0
     # Natural set: probability that shape k wears texture k. At 0.9 the 10 % of mismatched images teach the natural
     # CNN some shape; at 1.0 texture predicts the class exactly as well as shape. Issue 18 (docs/demo.md).
-    texture_match: float = 0.9
+    texture_match: float = world.P_MATCH
     # The AdaIN encoder: "random" (frozen random VGG-style, the demo's) or "lite0" (the first blocks of the
     # ImageNet-trained EfficientNet-Lite0, the world upsampled x4 inside it). Issue 18 (docs/demo.md).
     stylizer: str = "random"

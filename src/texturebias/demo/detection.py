@@ -235,7 +235,7 @@ def run_detection_transfer(
     *,
     commands: dict[str, str] | None = None,
     texture_scale: float = 1.0,
-    texture_match: float = 0.9,
+    texture_match: float = world.P_MATCH,
 ) -> dict[str, Any]:
     """Write the scenes, fine-tune one detector per backbone, evaluate with bootstrap CIs (module docstring).
 

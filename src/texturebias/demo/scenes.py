@@ -91,7 +91,7 @@ def make_scene(
     size: int = SCENE_SIZE,
     max_objects: int = 3,
     textures: str = "natural",
-    p_match: float = 0.9,
+    p_match: float = world.P_MATCH,
     texture_scale: float = 1.0,
 ) -> DetectionScene:
     """Generate scene ``index`` of a split (see the module docstring).
@@ -159,7 +159,7 @@ def write_detection_voc(
     max_objects: int = 3,
     textures: str = "natural",
     texture_scale: float = 1.0,
-    p_match: float = 0.9,
+    p_match: float = world.P_MATCH,
 ) -> Path:
     """Write scenes in the devkit layout under ``root/VOC2007`` (resumable: finished images are kept).
 

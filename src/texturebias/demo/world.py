@@ -42,6 +42,9 @@ from texturebias.utils.progress import progress
 from texturebias.utils.seed import rng_for
 
 SIZE = 32
+# Natural set: probability that shape k wears texture k (``p_match``); other values are the experimental
+# ``texturebias demo --texture-match``.
+P_MATCH = 0.9
 SUPERSAMPLE = 4  # shapes are rasterised at 4x and box-filtered: anti-aliased edges
 
 SHAPES: tuple[str, ...] = ("arrow", "circle", "crescent", "cross", "ellipse", "square", "star", "triangle")
@@ -323,7 +326,7 @@ SET_KINDS: tuple[str, ...] = ("natural", "randomised", "cue-conflict", "silhouet
 
 
 def make_sample(
-    kind: str, index: int, seed: int, *, split: str = "train", p_match: float = 0.9, texture_scale: float = 1.0
+    kind: str, index: int, seed: int, *, split: str = "train", p_match: float = P_MATCH, texture_scale: float = 1.0
 ) -> Sample:
     """Generate image ``index`` of a set.
 
@@ -396,7 +399,7 @@ def write_set(
     desc: str | None = None,
     workers: int = 0,
     texture_scale: float = 1.0,
-    p_match: float = 0.9,
+    p_match: float = P_MATCH,
 ) -> int:
     """Write ``count`` images of a set as an ImageFolder (``root/<class>/<file>.png``); resumable.
 
@@ -421,7 +424,7 @@ def write_set(
     root = Path(root)
     # The scale is in the marker only when it is not 1, so sets written before it existed stay complete.
     scaled = "" if texture_scale == 1 else f"-texture{texture_scale:g}"
-    if kind == "natural" and p_match != 0.9:  # likewise for the match probability
+    if kind == "natural" and p_match != P_MATCH:  # likewise for the match probability
         scaled += f"-match{p_match:g}"
     marker = root / f".complete-{kind}-{split}-seed{seed}-n{count}{scaled}"
     if marker.exists():

@@ -9,9 +9,13 @@ relu2_1-like layer (``small_vgg_encoder((16, 32))``), trained with
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from texturebias.models.preprocessing import Preprocessing
 
 
 def small_vgg_encoder(
@@ -81,14 +85,13 @@ def mirrored_decoder(channels: Sequence[int] = (16, 32), convs_per_stage: int = 
 class ClassifierInput(nn.Module):
     """[0, 1] RGB → a classifier's normalised input, upsampled by an integer factor (bilinear)."""
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], upsample: int = 1) -> None:
+    def __init__(self, preprocessing: Preprocessing, upsample: int = 1) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1))
+        self.preprocessing = preprocessing
         self.upsample = upsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x - self.mean) / self.std
+        x = self.preprocessing.normalize(x)
         if self.upsample == 1:
             return x
         return nn.functional.interpolate(x, scale_factor=self.upsample, mode="bilinear", align_corners=False)
@@ -135,7 +138,7 @@ def efficientnet_lite_encoder(
     if upto not in stage_ends:
         raise ValueError(f"upto={upto} does not end a stage of {model} (stage ends: {stage_ends})")
     layers: list[nn.Module] = [
-        ClassifierInput(pre.mean, pre.std, upsample),
+        ClassifierInput(pre, upsample),
         _Stem(net._conv_stem, net._bn0, net._swish),
     ]
     layers += blocks[: upto + 1]
