@@ -391,3 +391,26 @@ def test_report_describes_the_world_and_stylizer_that_ran(quick_run: Path) -> No
     assert "Every texture is 3&times; finer" in other
     assert "with probability 1, so texture predicts the class exactly as well as shape" in other
     assert "EfficientNet-Lite0 as encoder" in other and "&alpha; = 0.7" in other
+
+
+def test_cli_passes_the_experimental_options_into_the_sizes(monkeypatch, tmp_path: Path) -> None:
+    import types
+    from dataclasses import replace
+
+    import texturebias.demo as demo_pkg
+    from texturebias.cli import main
+    from texturebias.demo.config import FULL, QUICK
+
+    seen: list[DemoConfig] = []
+    result = types.SimpleNamespace(findings=[], summary_data={}, report=tmp_path / "r.html", summary=tmp_path / "s")
+    monkeypatch.setattr(demo_pkg, "run_demo", lambda config: seen.append(config) or result)
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    assert seen[-1].sizes is None and seen[-1].resolved_sizes() == QUICK  # no option: the quick defaults as they are
+    args = ["demo", "--out", str(tmp_path), "--texture-scale", "3", "--texture-match", "1", "--stylize-alpha", "0.7",
+            "--stylizer", "lite0"]  # fmt: skip
+    assert main(args) == 0
+    sizes = seen[-1].resolved_sizes()
+    assert (sizes.texture_scale, sizes.texture_match, sizes.stylize_alpha, sizes.stylizer) == (3.0, 1.0, 0.7, "lite0")
+    assert sizes.n_train == FULL.n_train and sizes.epochs == FULL.epochs
+    assert main(["demo", "--quick", "--out", str(tmp_path), "--texture-match", "1"]) == 0
+    assert seen[-1].resolved_sizes() == replace(QUICK, texture_match=1.0)
