@@ -177,6 +177,11 @@ def test_cli_parses_demo_options() -> None:
     for bad in ("0", "1.2"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["demo", "--stylize-alpha", bad])
+    assert args.stylize_size is None  # the sizes' own (32 px)
+    assert build_parser().parse_args(["demo", "--stylize-size", "64"]).stylize_size == 64
+    for bad in ("16", "64.5", "big"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["demo", "--stylize-size", bad])
     assert args.stylizer == "random"
     assert build_parser().parse_args(["demo", "--stylizer", "lite0"]).stylizer == "lite0"
     with pytest.raises(SystemExit):
@@ -218,11 +223,12 @@ def test_a_scaled_world_is_another_run_and_old_folders_hold_scale_1(tmp_path: Pa
     from texturebias.demo.pipeline import _check_out
 
     # A stamp written before the options: the scale-1 world and the random stylizer.
-    old = {k: v for k, v in asdict(QUICK).items() if k not in ("texture_scale", "stylizer", "texture_match")}
+    old = {k: v for k, v in asdict(QUICK).items()
+           if k not in ("texture_scale", "stylizer", "texture_match", "stylize_size")}  # fmt: skip
     (tmp_path / "demo-config.json").write_text(json.dumps({"seed": 0, "sizes": old}), encoding="utf-8")
     _check_out(tmp_path, DemoConfig(out=tmp_path, seed=0, quick=True), QUICK)  # accepted: the same world
     for other in (replace(QUICK, texture_scale=2.0), replace(QUICK, stylizer="lite0"),
-                  replace(QUICK, texture_match=1.0)):  # fmt: skip
+                  replace(QUICK, texture_match=1.0), replace(QUICK, stylize_size=64)):  # fmt: skip
         with pytest.raises(TextureBiasError, match="other settings"):
             _check_out(tmp_path, DemoConfig(out=tmp_path, seed=0, quick=True), other)
 
@@ -386,11 +392,13 @@ def test_report_describes_the_world_and_stylizer_that_ran(quick_run: Path) -> No
     default = render_report(summary, {})
     assert "with probability 0.9, so texture is a shortcut" in default and "finer than" not in default
     assert "frozen random VGG-style encoder" in default and "&alpha; = 0.8" in default
-    summary["sizes"].update(texture_scale=3.0, texture_match=1.0, stylize_alpha=0.7, stylizer="lite0")
+    assert "upsampled to" not in default
+    summary["sizes"].update(texture_scale=3.0, texture_match=1.0, stylize_alpha=0.7, stylizer="lite0", stylize_size=64)
     other = render_report(summary, {})
     assert "Every texture is 3&times; finer" in other
     assert "with probability 1, so texture predicts the class exactly as well as shape" in other
     assert "EfficientNet-Lite0 as encoder" in other and "&alpha; = 0.7" in other
+    assert "upsampled to 64&times;64 pixels for stylization" in other
 
 
 def test_cli_passes_the_experimental_options_into_the_sizes(monkeypatch, tmp_path: Path) -> None:
@@ -407,10 +415,29 @@ def test_cli_passes_the_experimental_options_into_the_sizes(monkeypatch, tmp_pat
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     assert seen[-1].sizes is None and seen[-1].resolved_sizes() == QUICK  # no option: the quick defaults as they are
     args = ["demo", "--out", str(tmp_path), "--texture-scale", "3", "--texture-match", "1", "--stylize-alpha", "0.7",
-            "--stylizer", "lite0"]  # fmt: skip
+            "--stylizer", "lite0", "--stylize-size", "64"]  # fmt: skip
     assert main(args) == 0
     sizes = seen[-1].resolved_sizes()
     assert (sizes.texture_scale, sizes.texture_match, sizes.stylize_alpha, sizes.stylizer) == (3.0, 1.0, 0.7, "lite0")
+    assert sizes.stylize_size == 64
     assert sizes.n_train == FULL.n_train and sizes.epochs == FULL.epochs
     assert main(["demo", "--quick", "--out", str(tmp_path), "--texture-match", "1"]) == 0
     assert seen[-1].resolved_sizes() == replace(QUICK, texture_match=1.0)
+
+
+def test_stylize_size_stylizes_at_that_size_and_the_classifiers_read_32px(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from texturebias.demo.steps import load_eval_set, make_datasets, make_stylized
+
+    tiny = replace(QUICK, n_train=12, n_test=6, conflict_per_pair=1, n_probe=8, n_styles=4, decoder_iterations=2,
+                   decoder_batch=2, workers=1, stylize_size=64)  # fmt: skip
+    folders = make_datasets(tmp_path, 0, tiny)
+    stylized, decoder = make_stylized(folders, tmp_path, 0, tiny)
+    settings = json.loads((decoder.parent / "train-decoder.json").read_text(encoding="utf-8"))
+    assert json.dumps(settings).count('"image_size": 64') == 1 and '"crop_size": 64' in json.dumps(settings)
+    images = sorted(stylized["stylized/test"].rglob("*.png"))
+    assert len(images) == tiny.n_test and {Image.open(p).size for p in images} == {(64, 64)}
+    assert tuple(load_eval_set("stylized", stylized["stylized/test"]).x.shape) == (tiny.n_test, 3, 32, 32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from texturebias.cli.common import float_between
+from texturebias.cli.common import float_between, int_at_least
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,6 +69,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="experimental: the AdaIN encoder, a frozen random VGG-style one (default) or the first blocks of the "
         "ImageNet-trained EfficientNet-Lite0 (docs/demo.md)",
     )
+    p.add_argument(
+        "--stylize-size",
+        type=int_at_least(32, "a size in pixels"),
+        default=None,
+        metavar="N",
+        help="experimental: pixels the AdaIN stylizer works at; the 32-px images are upsampled to N, stylized, and "
+        "read back at 32 px by the classifiers (default 32; docs/demo.md measures 64)",
+    )
     p.set_defaults(func=run)
 
 
@@ -85,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         texture_match=args.texture_match,
         stylizer=args.stylizer,
         stylize_alpha=args.stylize_alpha or sizes.stylize_alpha,
+        stylize_size=args.stylize_size or sizes.stylize_size,
     )
     if chosen != sizes:  # the experimental options; without them the run keeps the full / quick defaults
         config.sizes = chosen

@@ -57,6 +57,12 @@ class DemoSizes:
     # The AdaIN encoder: "random" (frozen random VGG-style, the demo's) or "lite0" (the first blocks of the
     # ImageNet-trained EfficientNet-Lite0, the world upsampled x4 inside it). Issue 18 (docs/demo.md).
     stylizer: str = "random"
+    # Pixels the AdaIN stylizer works at: the 32-px content and style images are upsampled to it, the decoder is
+    # trained at it and the stylized sets are written at it; the classifiers read them at 32 px through their
+    # preprocessing (Stylized-ImageNet, too, is made at a larger size than the 224 px its classifiers see). At 64 the
+    # decoder paints the outline at twice the detail while the class patterns stay finer than its features' cells.
+    # Issue 18 (docs/demo.md).
+    stylize_size: int = world.SIZE
 
 
 FULL = DemoSizes()

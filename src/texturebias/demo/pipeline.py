@@ -92,6 +92,7 @@ def _check_out(out: Path, config: DemoConfig, sizes: DemoSizes) -> None:
         have.get("sizes", {}).setdefault("texture_scale", 1.0)
         have.get("sizes", {}).setdefault("stylizer", "random")
         have.get("sizes", {}).setdefault("texture_match", 0.9)
+        have.get("sizes", {}).setdefault("stylize_size", world.SIZE)
         if have != want:
             raise TextureBiasError(
                 f"{out} holds a demo run with other settings (seed {have.get('seed')}, sizes {have.get('sizes')}); "
@@ -153,12 +154,12 @@ def run_demo(config: DemoConfig, *, on_step: Callable[[str], None] | None = None
         stylized, decoder_path = make_stylized(folders, data_root, seed, sizes)
         folders.update(stylized)
     base = "QUICK" if config.quick else "FULL"
-    # The experimental settings (texture scale and match, alpha, stylizer) are part of the command, so it rebuilds
-    # the same data.
+    # The experimental settings (texture scale and match, alpha, stylizer and its size) are part of the command, so
+    # it rebuilds the same data.
     default = DemoSizes()
     changed = {
         k: getattr(sizes, k)
-        for k in ("texture_scale", "texture_match", "stylize_alpha", "stylizer")
+        for k in ("texture_scale", "texture_match", "stylize_alpha", "stylizer", "stylize_size")
         if getattr(sizes, k) != getattr(default, k)
     }
     sizes_expr = f"replace({base}, {', '.join(f'{k}={v!r}' for k, v in changed.items())})" if changed else base

@@ -110,6 +110,9 @@ def render_report(summary: Mapping[str, Any], figures: Mapping[str, Path]) -> st
     encoder = ("the first blocks of the ImageNet-trained EfficientNet-Lite0 as encoder, the image upsampled x4 "
                "inside it" if sz.get("stylizer") == "lite0"
                else "frozen random VGG-style encoder, AdaIN at a relu2_1-like layer")  # fmt: skip
+    size = int(sz.get("stylize_size", 32))
+    if size != 32:
+        encoder += f"; the images upsampled to {size}&times;{size} pixels for stylization and read back at 32 pixels"
     add("<h2>2. A miniature replication in a generated world</h2>")
     add("<p>Eight shape classes (arrow, circle, crescent, cross, ellipse, square, star, triangle) at random pose "
         "on plain or noisy backgrounds, filled with eight texture classes (stripes, dots, checker, waves, blobs and "
