@@ -162,27 +162,27 @@ def test_cli_parses_demo_options() -> None:
 
     args = build_parser().parse_args(["demo", "--quick", "--seed", "3", "--out", "x"])
     assert args.quick and args.seed == 3 and args.out == Path("x") and args.stimuli is None
-    assert args.texture_scale == 1.0
-    assert build_parser().parse_args(["demo", "--texture-scale", "3"]).texture_scale == 3.0
+    assert args.texture_scale is None  # the sizes' own (3.0 full and quick)
+    assert build_parser().parse_args(["demo", "--texture-scale", "1"]).texture_scale == 1.0
     for bad in ("0", "-2", "many", "20"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["demo", "--texture-scale", bad])
-    assert args.texture_match == 0.9
-    assert build_parser().parse_args(["demo", "--texture-match", "1"]).texture_match == 1.0
+    assert args.texture_match is None  # the sizes' own (1.0)
+    assert build_parser().parse_args(["demo", "--texture-match", "0.9"]).texture_match == 0.9
     for bad in ("0.1", "1.5", "all"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["demo", "--texture-match", bad])
-    assert args.stylize_alpha is None  # the sizes' own alpha (0.8 full and quick)
+    assert args.stylize_alpha is None  # the sizes' own alpha (0.85 full and quick)
     assert build_parser().parse_args(["demo", "--stylize-alpha", "0.7"]).stylize_alpha == 0.7
     for bad in ("0", "1.2"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["demo", "--stylize-alpha", bad])
-    assert args.stylize_size is None  # the sizes' own (32 px)
+    assert args.stylize_size is None  # the sizes' own (96 px)
     assert build_parser().parse_args(["demo", "--stylize-size", "64"]).stylize_size == 64
     for bad in ("16", "64.5", "big"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["demo", "--stylize-size", bad])
-    assert args.stylizer == "random"
+    assert args.stylizer is None  # the sizes' own ("random")
     assert build_parser().parse_args(["demo", "--stylizer", "lite0"]).stylizer == "lite0"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["demo", "--stylizer", "vgg19"])
@@ -222,13 +222,14 @@ def test_a_scaled_world_is_another_run_and_old_folders_hold_scale_1(tmp_path: Pa
     from texturebias.demo.config import QUICK
     from texturebias.demo.pipeline import _check_out
 
-    # A stamp written before the options: the scale-1 world and the random stylizer.
-    old = {k: v for k, v in asdict(QUICK).items()
+    # A stamp written before the options: the first world (scale 1, match 0.9), alpha 0.8, the random stylizer at 32 px.
+    first = replace(QUICK, texture_scale=1.0, texture_match=0.9, stylize_alpha=0.8, stylize_size=32)
+    old = {k: v for k, v in asdict(first).items()
            if k not in ("texture_scale", "stylizer", "texture_match", "stylize_size")}  # fmt: skip
     (tmp_path / "demo-config.json").write_text(json.dumps({"seed": 0, "sizes": old}), encoding="utf-8")
-    _check_out(tmp_path, DemoConfig(out=tmp_path, seed=0, quick=True), QUICK)  # accepted: the same world
-    for other in (replace(QUICK, texture_scale=2.0), replace(QUICK, stylizer="lite0"),
-                  replace(QUICK, texture_match=1.0), replace(QUICK, stylize_size=64)):  # fmt: skip
+    _check_out(tmp_path, DemoConfig(out=tmp_path, seed=0, quick=True), first)  # accepted: the same world
+    for other in (QUICK, replace(first, texture_scale=2.0), replace(first, stylizer="lite0"),
+                  replace(first, texture_match=1.0), replace(first, stylize_size=64)):  # fmt: skip
         with pytest.raises(TextureBiasError, match="other settings"):
             _check_out(tmp_path, DemoConfig(out=tmp_path, seed=0, quick=True), other)
 
@@ -390,15 +391,15 @@ def test_report_describes_the_world_and_stylizer_that_ran(quick_run: Path) -> No
 
     summary = json.loads((quick_run / "summary.json").read_text())
     default = render_report(summary, {})
-    assert "with probability 0.9, so texture is a shortcut" in default and "finer than" not in default
-    assert "frozen random VGG-style encoder" in default and "&alpha; = 0.8" in default
-    assert "upsampled to" not in default
-    summary["sizes"].update(texture_scale=3.0, texture_match=1.0, stylize_alpha=0.7, stylizer="lite0", stylize_size=64)
+    assert "with probability 1, so texture predicts the class exactly as well as shape" in default
+    assert "periods are 3&times; shorter than the world's base patterns" in default
+    assert "frozen random VGG-style encoder" in default and "&alpha; = 0.85" in default
+    assert "upsampled to 96&times;96 pixels for stylization" in default
+    summary["sizes"].update(texture_scale=1.0, texture_match=0.9, stylize_alpha=0.7, stylizer="lite0", stylize_size=32)
     other = render_report(summary, {})
-    assert "Every texture is 3&times; finer" in other
-    assert "with probability 1, so texture predicts the class exactly as well as shape" in other
+    assert "with probability 0.9, so texture is a shortcut" in other and "shorter than" not in other
     assert "EfficientNet-Lite0 as encoder" in other and "&alpha; = 0.7" in other
-    assert "upsampled to 64&times;64 pixels for stylization" in other
+    assert "upsampled to" not in other
 
 
 def test_cli_passes_the_experimental_options_into_the_sizes(monkeypatch, tmp_path: Path) -> None:
@@ -414,15 +415,17 @@ def test_cli_passes_the_experimental_options_into_the_sizes(monkeypatch, tmp_pat
     monkeypatch.setattr(demo_pkg, "run_demo", lambda config: seen.append(config) or result)
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     assert seen[-1].sizes is None and seen[-1].resolved_sizes() == QUICK  # no option: the quick defaults as they are
-    args = ["demo", "--out", str(tmp_path), "--texture-scale", "3", "--texture-match", "1", "--stylize-alpha", "0.7",
+    args = ["demo", "--out", str(tmp_path), "--texture-scale", "1", "--texture-match", "0.9", "--stylize-alpha", "0.7",
             "--stylizer", "lite0", "--stylize-size", "64"]  # fmt: skip
     assert main(args) == 0
     sizes = seen[-1].resolved_sizes()
-    assert (sizes.texture_scale, sizes.texture_match, sizes.stylize_alpha, sizes.stylizer) == (3.0, 1.0, 0.7, "lite0")
+    assert (sizes.texture_scale, sizes.texture_match, sizes.stylize_alpha, sizes.stylizer) == (1.0, 0.9, 0.7, "lite0")
     assert sizes.stylize_size == 64
     assert sizes.n_train == FULL.n_train and sizes.epochs == FULL.epochs
-    assert main(["demo", "--quick", "--out", str(tmp_path), "--texture-match", "1"]) == 0
-    assert seen[-1].resolved_sizes() == replace(QUICK, texture_match=1.0)
+    assert main(["demo", "--quick", "--out", str(tmp_path), "--texture-match", "0.9"]) == 0
+    assert seen[-1].resolved_sizes() == replace(QUICK, texture_match=0.9)
+    assert main(["demo", "--quick", "--out", str(tmp_path), "--texture-match", "1"]) == 0  # the default: no override
+    assert seen[-1].sizes is None
 
 
 def test_stylize_size_stylizes_at_that_size_and_the_classifiers_read_32px(tmp_path: Path) -> None:

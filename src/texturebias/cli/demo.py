@@ -41,31 +41,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--texture-scale",
         type=float_between(0.25, 8.0),  # beyond these, patterns alias to noise or one period fills the image
-        default=1.0,
+        default=None,
         metavar="X",
-        help="experimental: every texture of the generated world X times finer at the same 32 px (default 1; "
-        "docs/demo.md measures 2 and 3 for the Stylized-ImageNet effect)",
+        help="every texture of the generated world X times finer than its base patterns at the same 32 px (default "
+        "3; 1 is the demo's first world; docs/demo.md)",
     )
     p.add_argument(
         "--texture-match",
         type=float_between(0.125, 1.0),  # below 1/8 (chance for 8 classes) texture would predict other classes
-        default=0.9,
+        default=None,
         metavar="P",
-        help="experimental: probability that a natural image's shape wears its class's texture (default 0.9; at 1 "
-        "texture predicts the class as well as shape; docs/demo.md)",
+        help="probability that a natural image's shape wears its class's texture (default 1: texture predicts the "
+        "class as well as shape; the first world's 0.9 lets the natural CNN learn some shape; docs/demo.md)",
     )
     p.add_argument(
         "--stylize-alpha",
         type=float_between(0.05, 1.0),
         default=None,
         metavar="A",
-        help="experimental: AdaIN style strength of the stylized set (default 0.8; lower keeps more shape and more "
-        "texture; docs/demo.md)",
+        help="AdaIN style strength of the stylized set (default 0.85; lower keeps more shape and more texture; "
+        "docs/demo.md)",
     )
     p.add_argument(
         "--stylizer",
         choices=("random", "lite0"),
-        default="random",
+        default=None,
         help="experimental: the AdaIN encoder, a frozen random VGG-style one (default) or the first blocks of the "
         "ImageNet-trained EfficientNet-Lite0 (docs/demo.md)",
     )
@@ -74,8 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int_at_least(32, "a size in pixels"),
         default=None,
         metavar="N",
-        help="experimental: pixels the AdaIN stylizer works at; the 32-px images are upsampled to N, stylized, and "
-        "read back at 32 px by the classifiers (default 32; docs/demo.md measures 64)",
+        help="pixels the AdaIN stylizer works at: the 32-px images are upsampled to N, stylized, and read back at "
+        "32 px by the classifiers (default 96; docs/demo.md measures 32, 64 and 96)",
     )
     p.set_defaults(func=run)
 
@@ -87,15 +87,17 @@ def run(args: argparse.Namespace) -> int:
 
     config = DemoConfig(out=args.out, seed=args.seed, quick=args.quick, stimuli=args.stimuli, detection=args.detection)
     sizes = config.resolved_sizes()
-    chosen = dataclasses.replace(
-        sizes,
-        texture_scale=args.texture_scale,
-        texture_match=args.texture_match,
-        stylizer=args.stylizer,
-        stylize_alpha=args.stylize_alpha or sizes.stylize_alpha,
-        stylize_size=args.stylize_size or sizes.stylize_size,
-    )
-    if chosen != sizes:  # the experimental options; without them the run keeps the full / quick defaults
+    # The world and stylizer options; each left out keeps the full / quick default (the parser does not repeat them,
+    # so that --help does not import the demo package).
+    given = {
+        "texture_scale": args.texture_scale,
+        "texture_match": args.texture_match,
+        "stylizer": args.stylizer,
+        "stylize_alpha": args.stylize_alpha,
+        "stylize_size": args.stylize_size,
+    }
+    chosen = dataclasses.replace(sizes, **{k: v for k, v in given.items() if v is not None})
+    if chosen != sizes:
         config.sizes = chosen
     result = run_demo(config)
     for f in result.findings:

@@ -22,12 +22,15 @@ HUMAN_SHAPE_BIAS = 0.9587  # REFERENCE §3, pooled over 10 subjects
 class DemoSizes:
     """How much the demo generates and trains (the full demo and ``--quick`` differ only here).
 
-    The full sizes keep the default run within 10 minutes on 2 CPU cores. Training reads the PNGs once
-    (``--cache-images``). The number of CNN epochs is a trade-off that was measured (seed 0, 8,000 images,
-    docs/demo.md): the texture-randomised CNN needs epochs to learn shapes (accuracy on its own test set
-    0.81-0.83 / 0.89-0.90 / 0.90-0.92 after 6 / 8 / 10 epochs), while the natural CNN, given longer, also learns shape
-    from the 10 % of natural images whose texture does not match (shape bias 0.18-0.22 / 0.26-0.32 /
-    0.35-0.47), which the ImageNet-trained CNNs of the paper (0.21) do not.
+    The full sizes keep the default run within 10 minutes on 2 CPU cores (8.2-9.2 minutes measured on a 2-core AVX2
+    machine, docs/demo.md). Training reads the PNGs once (``--cache-images``). The number of CNN epochs was
+    measured (seed 0, 8,000 images, docs/demo.md): the texture-randomised CNN needs epochs to learn shapes
+    (accuracy on its own test set 0.81-0.83 / 0.89-0.90 / 0.90-0.92 after 6 / 8 / 10 epochs in the first world).
+
+    The world and stylizer settings (texture scale 3, texture match 1, stylization at 96 px with alpha 0.85) are
+    those of issue 18, which made the Stylized-ImageNet effect clear on every seed: docs/demo.md has every setting
+    tried, with its numbers. ``texture_scale=1.0, texture_match=0.9, stylize_alpha=0.8, stylize_size=32`` is the
+    demo's first world and stylizer.
     """
 
     n_train: int = 8000  # per training set (natural, randomised)
@@ -41,28 +44,30 @@ class DemoSizes:
     lr: float = 0.1
     decoder_iterations: int = 800
     decoder_batch: int = 8
-    # AdaIN content-style trade-off: at 1.0 the miniature stylizer also erases much of the shape (shape probe
-    # 0.26 on stylized images, chance 0.125); at 0.8 the shape probe reads 0.35 while the texture probe stays
-    # at 0.22 (measured with seed 0).
-    stylize_alpha: float = 0.8
+    # AdaIN content-style trade-off: at 1.0 the miniature stylizer also erases much of the shape. At 96 px, alpha
+    # 0.85 gave shape / texture probes of 0.40 / 0.19 on seed 2 (1.0: 0.34 / 0.16); at 64 px alpha 1.0 pushed the
+    # shape probe below its bar of 0.25 (docs/demo.md).
+    stylize_alpha: float = 0.85
     n_boot: int = 2000
     real_stimuli: bool = True  # run step 1 when the stimuli are found
     workers: int = 2  # processes generating the world's images (the images do not depend on it)
-    # Textures this many times finer at the same 32 px (demo.world; class, randomised and style textures alike).
-    # 1 is the demo's world. Issue 18 measured 2 and 3 (docs/demo.md): the stylized CNN's shape bias rises.
-    texture_scale: float = 1.0
-    # Natural set: probability that shape k wears texture k. At 0.9 the 10 % of mismatched images teach the natural
-    # CNN some shape; at 1.0 texture predicts the class exactly as well as shape. Issue 18 (docs/demo.md).
-    texture_match: float = world.P_MATCH
+    # Textures this many times finer than demo.world's base patterns at the same 32 px (class, randomised and style
+    # textures alike). AdaIN keeps whatever its feature cells resolve, so the class patterns must be much finer than
+    # the shapes for stylization to replace them (issue 18, docs/demo.md); 1 is the demo's first world.
+    texture_scale: float = 3.0
+    # Natural set: probability that shape k wears texture k. At 1.0 texture predicts the class exactly as well as
+    # shape, and the CNN shows which cue it prefers. At 0.9 (world.P_MATCH, the first world) the 10 % of mismatched
+    # images teach the natural CNN shape, more so with finer textures (0.30-0.34 at texture scale 3). Issue 18.
+    texture_match: float = 1.0
     # The AdaIN encoder: "random" (frozen random VGG-style, the demo's) or "lite0" (the first blocks of the
     # ImageNet-trained EfficientNet-Lite0, the world upsampled x4 inside it). Issue 18 (docs/demo.md).
     stylizer: str = "random"
     # Pixels the AdaIN stylizer works at: the 32-px content and style images are upsampled to it, the decoder is
     # trained at it and the stylized sets are written at it; the classifiers read them at 32 px through their
-    # preprocessing (Stylized-ImageNet, too, is made at a larger size than the 224 px its classifiers see). At 64 the
-    # decoder paints the outline at twice the detail while the class patterns stay finer than its features' cells.
-    # Issue 18 (docs/demo.md).
-    stylize_size: int = world.SIZE
+    # preprocessing (Stylized-ImageNet, too, is made at a larger size than the 224 px its classifiers see). Larger,
+    # the decoder paints the outline in more detail. The stylized CNN's shape bias on seed 2: 0.29 at 32 px (alpha
+    # 0.7), 0.38 at 64 and 0.56 at 96 (alpha 0.85); 96 px costs ~4 of the 10 minutes (issue 18, docs/demo.md).
+    stylize_size: int = 96
 
 
 FULL = DemoSizes()

@@ -106,7 +106,8 @@ def render_report(summary: Mapping[str, Any], figures: Mapping[str, Path]) -> st
     shortcut = ("so texture predicts the class exactly as well as shape" if match == 1
                 else "so texture is a shortcut, as on ImageNet")  # fmt: skip
     scale = float(sz.get("texture_scale", 1.0))
-    finer = f" Every texture is {scale:g}&times; finer than in the demo's default world." if scale != 1 else ""
+    finer = (f" The textures' periods are {scale:g}&times; shorter than the world's base patterns, so that they are "
+             "much finer than the shapes, as on ImageNet." if scale != 1 else "")  # fmt: skip
     encoder = ("the first blocks of the ImageNet-trained EfficientNet-Lite0 as encoder, the image upsampled x4 "
                "inside it" if sz.get("stylizer") == "lite0"
                else "frozen random VGG-style encoder, AdaIN at a relu2_1-like layer")  # fmt: skip
