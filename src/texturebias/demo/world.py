@@ -5,8 +5,9 @@ filled with one of eight texture classes (five procedural patterns and scikit-im
 and gravel photographs), each with its own two-colour palette. The sets mirror the papers' situations
 (Geirhos et al., ICLR 2019):
 
-- ``natural``: shape class k wears texture k with probability 0.9, so texture predicts the class as
-  well as shape does (the ImageNet situation: local texture is a shortcut);
+- ``natural``: shape class k wears texture k with probability ``p_match`` (:data:`P_MATCH` = 0.9 by default,
+  the demo's first world; the demo now uses 1.0, so texture predicts the class exactly as well as shape does:
+  the ImageNet situation, where local texture is a shortcut);
 - ``randomised``: textures come from a separate bank with random palettes, independent of the shape
   (the ideal that Stylized-ImageNet approximates);
 - ``cue-conflict``: shape A wearing the texture of class B != A, named like the real stimuli
@@ -22,7 +23,7 @@ was 4x slower and did not converge in the demo's budget.
 ``texture_scale`` (default 1) makes every texture that many times finer at the same image size: procedural
 patterns' coordinates are multiplied by it, noise textures' smoothing divided by it, photo textures cropped
 that many times larger before the resize. It applies to the class textures, the randomised bank and the style
-bank alike; shapes are unchanged. docs/demo.md measures it for issue 18 (``texturebias demo --texture-scale``).
+bank alike; shapes are unchanged. The demo uses 3 (``texturebias demo --texture-scale``; issue 18, docs/demo.md).
 """
 
 from __future__ import annotations
