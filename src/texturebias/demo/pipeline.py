@@ -154,8 +154,8 @@ def run_demo(config: DemoConfig, *, on_step: Callable[[str], None] | None = None
         stylized, decoder_path = make_stylized(folders, data_root, seed, sizes)
         folders.update(stylized)
     base = "QUICK" if config.quick else "FULL"
-    # The experimental settings (texture scale and match, alpha, stylizer and its size) are part of the command, so
-    # it rebuilds the same data.
+    # Settings of the world and stylizer that differ from the full defaults are part of the command, so that it
+    # rebuilds the same data.
     default = DemoSizes()
     changed = {
         k: getattr(sizes, k)
