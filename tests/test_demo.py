@@ -400,6 +400,12 @@ def test_report_describes_the_world_and_stylizer_that_ran(quick_run: Path) -> No
     assert "with probability 0.9, so texture is a shortcut" in other and "shorter than" not in other
     assert "EfficientNet-Lite0 as encoder" in other and "&alpha; = 0.7" in other
     assert "upsampled to" not in other
+    # A summary written before the options existed describes the first world (demo.config.PRE_OPTION_SIZES).
+    for key in ("texture_scale", "texture_match", "stylizer", "stylize_size"):
+        del summary["sizes"][key]
+    old = render_report(summary, {})
+    assert "with probability 0.9, so texture is a shortcut" in old and "shorter than" not in old
+    assert "frozen random VGG-style encoder" in old and "upsampled to" not in old
 
 
 def test_cli_passes_the_experimental_options_into_the_sizes(monkeypatch, tmp_path: Path) -> None:

@@ -70,6 +70,15 @@ class DemoSizes:
     stylize_size: int = 96
 
 
+# What an out folder stamped before an option existed was made with (its demo-config.json lacks the key): the
+# first world, at match 0.9, with the random stylizer at 32 px. The out-folder check and the report both read it.
+PRE_OPTION_SIZES: dict[str, Any] = {
+    "texture_scale": 1.0,
+    "stylizer": "random",
+    "texture_match": world.P_MATCH,
+    "stylize_size": world.SIZE,
+}
+
 FULL = DemoSizes()
 QUICK = DemoSizes(
     n_train=600,

@@ -30,7 +30,16 @@ from torch import nn
 from texturebias.data.datasets import dataset_dir
 from texturebias.data.images import load_image
 from texturebias.demo import world
-from texturebias.demo.config import BAGNET, CHANCE, CNN, HUMAN_SHAPE_BIAS, DemoConfig, DemoResult, DemoSizes
+from texturebias.demo.config import (
+    BAGNET,
+    CHANCE,
+    CNN,
+    HUMAN_SHAPE_BIAS,
+    PRE_OPTION_SIZES,
+    DemoConfig,
+    DemoResult,
+    DemoSizes,
+)
 from texturebias.demo.detection import SCRATCH, run_detection_transfer
 from texturebias.demo.figures import (
     plot_accuracy_grid,
@@ -88,11 +97,8 @@ def _check_out(out: Path, config: DemoConfig, sizes: DemoSizes) -> None:
     want = {"seed": config.seed, "sizes": dataclasses.asdict(sizes)}
     if stamp.exists():
         have = json.loads(stamp.read_text(encoding="utf-8"))
-        # Folders written before these options existed hold the scale-1 world, match 0.9 and the random stylizer.
-        have.get("sizes", {}).setdefault("texture_scale", 1.0)
-        have.get("sizes", {}).setdefault("stylizer", "random")
-        have.get("sizes", {}).setdefault("texture_match", 0.9)
-        have.get("sizes", {}).setdefault("stylize_size", world.SIZE)
+        if "sizes" in have:
+            have["sizes"] = {**PRE_OPTION_SIZES, **have["sizes"]}
         if have != want:
             raise TextureBiasError(
                 f"{out} holds a demo run with other settings (seed {have.get('seed')}, sizes {have.get('sizes')}); "

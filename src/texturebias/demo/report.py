@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from texturebias.demo import world
+from texturebias.demo.config import PRE_OPTION_SIZES
 from texturebias.utils.io import atomic_open
 
 CITATIONS = {
@@ -100,19 +102,19 @@ def render_report(summary: Mapping[str, Any], figures: Mapping[str, Path]) -> st
             f"<code>{e(str(real.get('how', '')))}</code></p>")  # fmt: skip
 
     # Step 2: the world.
-    sz = s["sizes"]
-    # The experimental options (docs/demo.md) change the world and the stylizer: the text says which ran.
-    match = float(sz.get("texture_match", 0.9))
+    # The world and stylizer options (docs/demo.md) change the text: it says which ran, also for old summaries.
+    sz = {**PRE_OPTION_SIZES, **s["sizes"]}
+    match = float(sz["texture_match"])
     shortcut = ("so texture predicts the class exactly as well as shape" if match == 1
                 else "so texture is a shortcut, as on ImageNet")  # fmt: skip
-    scale = float(sz.get("texture_scale", 1.0))
+    scale = float(sz["texture_scale"])
     finer = (f" The textures' periods are {scale:g}&times; shorter than the world's base patterns, so that they are "
              "much finer than the shapes, as on ImageNet." if scale != 1 else "")  # fmt: skip
     encoder = ("the first blocks of the ImageNet-trained EfficientNet-Lite0 as encoder, the image upsampled x4 "
-               "inside it" if sz.get("stylizer") == "lite0"
+               "inside it" if sz["stylizer"] == "lite0"
                else "frozen random VGG-style encoder, AdaIN at a relu2_1-like layer")  # fmt: skip
-    size = int(sz.get("stylize_size", 32))
-    if size != 32:
+    size = int(sz["stylize_size"])
+    if size != world.SIZE:
         encoder += f"; the images upsampled to {size}&times;{size} pixels for stylization and read back at 32 pixels"
     add("<h2>2. A miniature replication in a generated world</h2>")
     add("<p>Eight shape classes (arrow, circle, crescent, cross, ellipse, square, star, triangle) at random pose "
