@@ -172,7 +172,7 @@ def test_cli_parses_demo_options() -> None:
     for bad in ("0.1", "1.5", "all"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["demo", "--texture-match", bad])
-    assert args.stylize_alpha is None  # the sizes' own alpha (0.85 full and quick)
+    assert args.stylize_alpha is None  # the sizes' own alpha (1.0 full and quick)
     assert build_parser().parse_args(["demo", "--stylize-alpha", "0.7"]).stylize_alpha == 0.7
     for bad in ("0", "1.2"):
         with pytest.raises(SystemExit):
@@ -390,10 +390,11 @@ def test_report_describes_the_world_and_stylizer_that_ran(quick_run: Path) -> No
     from texturebias.demo.report import render_report
 
     summary = json.loads((quick_run / "summary.json").read_text())
+    assert summary["sizes"]["stylize_alpha"] == 1.0  # the default, the Stylized-ImageNet recipe (issue 18)
     default = render_report(summary, {})
     assert "with probability 1, so texture predicts the class exactly as well as shape" in default
     assert "periods are 3&times; shorter than the world's base patterns" in default
-    assert "frozen random VGG-style encoder" in default and "&alpha; = 0.85" in default
+    assert "frozen random VGG-style encoder" in default and "&alpha; = 1.0" in default
     assert "upsampled to 96&times;96 pixels for stylization" in default
     summary["sizes"].update(texture_scale=1.0, texture_match=0.9, stylize_alpha=0.7, stylizer="lite0", stylize_size=32)
     other = render_report(summary, {})

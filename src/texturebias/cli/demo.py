@@ -59,8 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float_between(0.05, 1.0),
         default=None,
         metavar="A",
-        help="AdaIN style strength of the stylized set (default 0.85; lower keeps more shape and more texture; "
-        "docs/demo.md)",
+        help="AdaIN style strength of the stylized set (default 1, the Stylized-ImageNet recipe; lower keeps more "
+        "shape and more texture; docs/demo.md)",
     )
     p.add_argument(
         "--stylizer",
