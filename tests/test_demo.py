@@ -157,8 +157,8 @@ def test_out_folder_of_another_run_is_refused(tmp_path: Path) -> None:
         run_demo(DemoConfig(out=tmp_path, seed=0, quick=True))
 
 
-def test_cli_parses_demo_options() -> None:
-    from texturebias.cli import build_parser
+def test_cli_parses_demo_options(capsys: pytest.CaptureFixture[str]) -> None:
+    from texturebias.cli import build_parser, main
 
     args = build_parser().parse_args(["demo", "--quick", "--seed", "3", "--out", "x"])
     assert args.quick and args.seed == 3 and args.out == Path("x") and args.stimuli is None
@@ -179,9 +179,13 @@ def test_cli_parses_demo_options() -> None:
             build_parser().parse_args(["demo", "--stylize-alpha", bad])
     assert args.stylize_size is None  # the sizes' own (96 px)
     assert build_parser().parse_args(["demo", "--stylize-size", "64"]).stylize_size == 64
-    for bad in ("16", "64.5", "big"):
+    assert build_parser().parse_args(["demo", "--stylize-size", "512"]).stylize_size == 512
+    for bad in ("16", "64.5", "big", "513", "9600"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["demo", "--stylize-size", bad])
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--stylize-size", "9600"])
+    assert exc.value.code == 2 and "expected a size in pixels in [32, 512], got 9600" in capsys.readouterr().err
     assert args.stylizer is None  # the sizes' own ("random")
     assert build_parser().parse_args(["demo", "--stylizer", "lite0"]).stylizer == "lite0"
     with pytest.raises(SystemExit):

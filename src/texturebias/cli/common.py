@@ -99,16 +99,17 @@ def add_device_arguments(parser: argparse.ArgumentParser, *, precision: bool = F
         )
 
 
-def int_at_least(minimum: int, what: str = "an integer") -> Callable[[str], int]:
-    """argparse type factory: an integer >= ``minimum``."""
+def int_at_least(minimum: int, what: str = "an integer", *, maximum: int | None = None) -> Callable[[str], int]:
+    """argparse type factory: an integer >= ``minimum`` (and <= ``maximum`` when given)."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {what} >= {minimum}, got {value}")
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+            raise argparse.ArgumentTypeError(f"expected {what} {bound}, got {value}")
         return value
 
     return parse
