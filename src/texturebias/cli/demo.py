@@ -86,18 +86,13 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from texturebias.demo import DemoConfig, run_demo
+    from texturebias.demo.config import WORLD_OPTIONS
 
     config = DemoConfig(out=args.out, seed=args.seed, quick=args.quick, stimuli=args.stimuli, detection=args.detection)
     sizes = config.resolved_sizes()
     # The world and stylizer options; each left out keeps the full / quick default (the parser does not repeat them,
     # so that --help does not import the demo package).
-    given = {
-        "texture_scale": args.texture_scale,
-        "texture_match": args.texture_match,
-        "stylizer": args.stylizer,
-        "stylize_alpha": args.stylize_alpha,
-        "stylize_size": args.stylize_size,
-    }
+    given = {k: getattr(args, k) for k in WORLD_OPTIONS}
     chosen = dataclasses.replace(sizes, **{k: v for k, v in given.items() if v is not None})
     if chosen != sizes:
         config.sizes = chosen

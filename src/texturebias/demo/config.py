@@ -71,6 +71,10 @@ class DemoSizes:
     stylize_size: int = 96
 
 
+# The world and stylizer options of `texturebias demo` (DemoSizes fields, the CLI flags' names): the CLI passes those
+# given into the sizes, and the printed stylize command carries those that differ from the full defaults.
+WORLD_OPTIONS: tuple[str, ...] = ("texture_scale", "texture_match", "stylize_alpha", "stylizer", "stylize_size")
+
 # What an out folder stamped before an option existed was made with (its demo-config.json lacks the key): the
 # first world, at match 0.9, with the random stylizer at 32 px. The out-folder check and the report both read it.
 PRE_OPTION_SIZES: dict[str, Any] = {

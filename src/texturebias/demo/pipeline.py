@@ -36,6 +36,7 @@ from texturebias.demo.config import (
     CNN,
     HUMAN_SHAPE_BIAS,
     PRE_OPTION_SIZES,
+    WORLD_OPTIONS,
     DemoConfig,
     DemoResult,
     DemoSizes,
@@ -163,11 +164,7 @@ def run_demo(config: DemoConfig, *, on_step: Callable[[str], None] | None = None
     # Settings of the world and stylizer that differ from the full defaults are part of the command, so that it
     # rebuilds the same data.
     default = DemoSizes()
-    changed = {
-        k: getattr(sizes, k)
-        for k in ("texture_scale", "texture_match", "stylize_alpha", "stylizer", "stylize_size")
-        if getattr(sizes, k) != getattr(default, k)
-    }
+    changed = {k: getattr(sizes, k) for k in WORLD_OPTIONS if getattr(sizes, k) != getattr(default, k)}
     sizes_expr = f"replace({base}, {', '.join(f'{k}={v!r}' for k, v in changed.items())})" if changed else base
     commands["stylize"] = (
         'python -c "from dataclasses import replace; from pathlib import Path; '
